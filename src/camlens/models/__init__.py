@@ -1,0 +1,52 @@
+"""A small model zoo whose attribute layouts mimic torchvision, timm, smp and transformers.
+
+Used by camlens' tests, benchmarks and demo, so that target-layer paths such as
+``model.layer4[-1]``, ``model.encoder.layer4`` or ``model.blocks[-1].norm1`` mean the same thing
+here as in users' real models, without depending on those libraries.
+"""
+
+from camlens.models.deeplab import (
+    DeepLabV3Plus,
+    DeepLabV3PlusDecoder,
+    DictOutputSegmenter,
+    deeplabv3plus_resnet50,
+    tiny_deeplabv3plus,
+)
+from camlens.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    ResNetEncoder,
+    resnet18,
+    resnet50,
+    tiny_resnet,
+)
+from camlens.models.vit import (
+    HuggingFaceStyle,
+    ImageClassifierOutput,
+    SwinStyle,
+    VisionTransformer,
+    tiny_vit,
+)
+from camlens.models.volume import Tiny3DCNN
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "DeepLabV3Plus",
+    "DeepLabV3PlusDecoder",
+    "DictOutputSegmenter",
+    "HuggingFaceStyle",
+    "ImageClassifierOutput",
+    "ResNet",
+    "ResNetEncoder",
+    "SwinStyle",
+    "Tiny3DCNN",
+    "VisionTransformer",
+    "deeplabv3plus_resnet50",
+    "resnet18",
+    "resnet50",
+    "tiny_deeplabv3plus",
+    "tiny_resnet",
+    "tiny_vit",
+]
