@@ -1,1 +1,47 @@
-"""camlens."""
+"""camlens: fast, torch-native Class Activation Maps for classification and segmentation.
+
+Familiar API (pytorch-grad-cam compatible)::
+
+    from camlens import HiResCAM
+    from camlens.targets import SemanticSegmentationTarget
+    with HiResCAM(model=model, target_layers=[model.encoder.layer4]) as cam:
+        grayscale_cam = cam(input_tensor=x, targets=targets)[0, :]
+
+Richer API: ``cam.explain(x, targets)`` or ``camlens.explain(model, x, method=..., layers=...)``
+return an :class:`Explanation` with signed raw maps on the model's device.
+"""
+
+from camlens.api import explain
+from camlens.base import BaseCAM
+from camlens.cams import (
+    CAM,
+    EigenCAM,
+    EigenGradCAM,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
+)
+from camlens.explanation import Explanation
+from camlens.methods import available_methods
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CAM",
+    "BaseCAM",
+    "EigenCAM",
+    "EigenGradCAM",
+    "Explanation",
+    "GradCAM",
+    "GradCAMElementWise",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "XGradCAM",
+    "__version__",
+    "available_methods",
+    "explain",
+]

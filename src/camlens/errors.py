@@ -17,6 +17,7 @@ __all__ = [
     "ModelOutputError",
     "NonFiniteError",
     "TargetError",
+    "UnknownMethodError",
     "UnsupportedModeError",
 ]
 
@@ -25,11 +26,17 @@ class CamlensError(Exception):
     """Base class of every error raised by camlens."""
 
 
-class LayerNotFoundError(CamlensError, KeyError):
-    """A target layer name does not name a submodule of the model."""
-
+class _ReadableKeyError(KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message; keep it readable.
         return str(self.args[0]) if self.args else ""
+
+
+class LayerNotFoundError(CamlensError, _ReadableKeyError):
+    """A target layer name does not name a submodule of the model."""
+
+
+class UnknownMethodError(CamlensError, _ReadableKeyError):
+    """A method name is not in the registry."""
 
 
 class LayerNeverRanError(CamlensError, RuntimeError):

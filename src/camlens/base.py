@@ -1,0 +1,394 @@
+"""The shared engine behind every method: one forward pass, gradients down to the target
+layers only, a method's contributions, channel reduction, postprocessing.
+
+:class:`BaseCAM` keeps the call that pytorch-grad-cam users know
+(``Method(model=..., target_layers=[...])(input_tensor=..., targets=...)`` returning numpy
+maps in [0, 1]) and adds :meth:`BaseCAM.explain`, which returns an :class:`Explanation`
+with the signed raw maps on the model's device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from camlens.capture import ActivationCapture, borrowed, check_grad_mode
+from camlens.defaults import resolve_targets
+from camlens.errors import (
+    InputShapeError,
+    LayerNeverRanError,
+    LayerNotFoundError,
+    NonFiniteError,
+    TargetError,
+)
+from camlens.explanation import Explanation
+from camlens.layers import LayerSpec, _by_name, layer_name, resolve_layers
+from camlens.methods import LayerData, Method, first_principal_component, get_method
+from camlens.outputs import as_score_tensor, is_dense
+from camlens.postprocess import familiar_maps
+from camlens.reshape import ReshapeTransform, default_reshape
+from camlens.targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
+
+__all__ = ["BaseCAM"]
+
+#: Test-time augmentations of ``aug_smooth``: (horizontal flip, brightness factor).
+AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple(
+    (flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1)
+)
+
+
+def _check_finite(tensor: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise NonFiniteError(
+            f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the model for "
+            "overflow (e.g. fp16 without autocast), or explain an earlier layer."
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+class BaseCAM:
+    """Explain a model's predictions with one CAM method.
+
+    Args:
+        model: the PyTorch model; borrowed for each call and handed back unchanged
+            (hooks removed, train/eval flags restored, parameters untouched). Its outputs may
+            be tensors, ``{"out": ...}`` dicts, tuples or objects with ``.logits``.
+        target_layers: modules of ``model``, dotted names (``"encoder.layer4"``,
+            ``"layer4[-1]"``) or ``"auto"``. Several layers give one map each, averaged in the
+            final maps.
+        reshape_transform: turns a layer output into ``[B, C, *grid]``; by default tokens
+            ``[B, 1+N, C]`` become a square grid and ``nn.LayerNorm`` outputs ``[B, h, w, C]``
+            are taken as channels-last (see :mod:`camlens.reshape`).
+        use_cuda: accepted for compatibility and ignored with a warning: inputs follow the
+            model's device.
+        method: registry name, for the generic class (the named classes set it).
+        fc_layer: CAM only: the linear classifier (module or dotted name); found if omitted.
+    """
+
+    method_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        method: str | None = None,
+        fc_layer: nn.Module | str | None = None,
+    ) -> None:
+        if use_cuda is not None:
+            warnings.warn(
+                "`use_cuda` is deprecated and ignored: camlens runs on the model's device "
+                "(move the model with model.to(device)).",
+                FutureWarning,
+                stacklevel=2,
+            )
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.method: Method = get_method(method or self.method_name)
+        self.reshape_transform = reshape_transform
+        self._layer_specs = target_layers
+        auto = target_layers == "auto" or (
+            not isinstance(target_layers, str | nn.Module) and "auto" in list(target_layers)
+        )
+        self._layers: list[nn.Module] | None = (
+            None if auto else resolve_layers(model, target_layers)
+        )
+        self._fc_layer = fc_layer
+        self.outputs: torch.Tensor | None = None
+
+    # -- pytorch-grad-cam-compatible surface ------------------------------------------------
+    def __enter__(self) -> BaseCAM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to release: hooks exist only during a call."""
+        return None
+
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> np.ndarray:
+        """Final maps ``(B, *input_spatial)`` as float32 numpy in [0, 1]."""
+        explanation = self.explain(
+            input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
+        )
+        return explanation.numpy()
+
+    @property
+    def target_layers(self) -> list[nn.Module]:
+        """The resolved target layers (empty until an ``"auto"`` layer has been probed)."""
+        return list(self._layers or [])
+
+    # -- the richer API -----------------------------------------------------------------------
+    def explain(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | None = None,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> Explanation:
+        """Explain a batch; see :class:`~camlens.explanation.Explanation` for the fields.
+
+        Args:
+            input_tensor: ``(B, C, H, W)`` images or ``(B, C, D, H, W)`` volumes, moved to the
+                model's device if needed.
+            targets: one target per image, a single target for all, class indices, or
+                ``None`` for the predicted class (dominant predicted class over its mask for
+                segmenters).
+            aug_smooth: average over horizontal flips × brightness 0.9/1.0/1.1 (maps are
+                flipped back, and dense outputs are flipped back before targets see them).
+            eigen_smooth: reduce channels by their first principal component instead of
+                the plain sum.
+        """
+        check_grad_mode()
+        inputs = self._prepare_input(input_tensor)
+        layers = self._resolve(inputs)
+        if not aug_smooth:
+            explanation = self._explain_once(inputs, layers, targets, eigen_smooth)
+        else:
+            explanation = self._explain_augmented(inputs, layers, targets, eigen_smooth)
+        self.outputs = explanation.outputs
+        return explanation
+
+    # -- internals ------------------------------------------------------------------------------
+    def _prepare_input(self, input_tensor: torch.Tensor) -> torch.Tensor:
+        if not isinstance(input_tensor, torch.Tensor):
+            raise TypeError(
+                f"`input_tensor` must be a torch.Tensor, got {type(input_tensor).__name__}; "
+                "use camlens.image.preprocess_image for numpy images."
+            )
+        if input_tensor.dim() not in (4, 5):
+            hint = (
+                " Add the batch dimension: input_tensor.unsqueeze(0)."
+                if input_tensor.dim()
+                in (
+                    3,
+                    4,
+                )
+                else ""
+            )
+            raise InputShapeError(
+                f"`input_tensor` must be (B, C, H, W) images or (B, C, D, H, W) volumes, got "
+                f"shape {tuple(input_tensor.shape)}.{hint}"
+            )
+        if not input_tensor.is_floating_point():
+            raise InputShapeError(
+                f"`input_tensor` has dtype {input_tensor.dtype}; models expect floats, e.g. "
+                "preprocess_image(img) or tensor.float() / 255."
+            )
+        device = _model_device(self.model)
+        inputs = input_tensor.detach()
+        if device is not None and inputs.device != device:
+            inputs = inputs.to(device)
+        if inputs.is_inference():
+            inputs = inputs.clone()  # a normal tensor again, usable by autograd
+        return inputs
+
+    def _resolve(self, inputs: torch.Tensor) -> list[nn.Module]:
+        if self._layers is None:
+            self._layers = resolve_layers(self.model, self._layer_specs, probe_input=inputs[:1])
+        return self._layers
+
+    def _reshape(self, module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+        if self.reshape_transform is not None:
+            return self.reshape_transform(tensor)
+        return default_reshape(module, tensor)
+
+    def _explain_once(
+        self,
+        inputs: torch.Tensor,
+        layers: list[nn.Module],
+        targets: Sequence[Any] | None,
+        eigen_smooth: bool,
+        flipped: bool = False,
+    ) -> Explanation:
+        method = self.method
+        names = [layer_name(self.model, layer) for layer in layers]
+        with borrowed(self.model) as handles:
+            capture = ActivationCapture(
+                self.model, layers, handles, track_gradients=method.needs_gradients
+            )
+            with torch.no_grad():
+                output = self.model(inputs)
+            activations = capture.activations()
+            with torch.enable_grad():
+                scores_all = as_score_tensor(output)
+                if flipped and is_dense(scores_all):
+                    scores_all = scores_all.flip(-1)  # back to the input's orientation
+                for name, activation in zip(names, activations, strict=True):
+                    _check_finite(activation, f"the activations of layer {name!r}")
+                _check_finite(scores_all, "the model output")
+                resolved = resolve_targets(targets, scores_all)
+                scores = self._scores(resolved, scores_all)
+                _check_finite(scores, "the target scores")
+                gradients = (
+                    self._gradients(scores, activations, names)
+                    if method.needs_gradients
+                    else [None] * len(layers)
+                )
+        layer_maps = []
+        for layer, activation, gradient in zip(layers, activations, gradients, strict=True):
+            data = self._layer_data(layer, activation, gradient)
+            if method.needs_class_weights:
+                weights = self._class_weights(resolved, data.activations.shape[1])
+                data = replace(data, class_weights=weights.to(data.activations.dtype))
+            contributions = method.contributions(data)
+            if method.principal_component or eigen_smooth:
+                layer_maps.append(first_principal_component(contributions))
+            else:
+                layer_maps.append(contributions.sum(dim=1))
+        size = tuple(inputs.shape[2:])
+        with torch.autocast(inputs.device.type, enabled=False):
+            maps = familiar_maps(layer_maps, size)
+        return Explanation(
+            method=method.name,
+            layer_names=names,
+            layer_maps=layer_maps,
+            maps=maps,
+            scores=scores.detach(),
+            outputs=scores_all.detach(),
+            targets=resolved,
+            input_size=size,
+        )
+
+    @staticmethod
+    def _scores(targets: list[Any], scores_all: torch.Tensor) -> torch.Tensor:
+        values = []
+        for index, (target, output) in enumerate(zip(targets, scores_all, strict=True)):
+            value = target(output)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+                raise TargetError(
+                    f"target {index} ({target!r}) returned {shape}; a target must return one "
+                    "scalar tensor per image."
+                )
+            values.append(value.reshape(()))
+        return torch.stack(values)
+
+    @staticmethod
+    def _gradients(
+        scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]
+    ) -> list[torch.Tensor]:
+        if not scores.requires_grad:
+            raise LayerNeverRanError(
+                f"the target scores do not depend on the target layer(s) {names}; choose a layer "
+                "on the path to the output that the targets read."
+            )
+        gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
+        result = []
+        for name, gradient, activation in zip(names, gradients, activations, strict=True):
+            if gradient is None:
+                raise LayerNeverRanError(
+                    f"the target scores do not depend on layer {name!r} (it ran, but its output "
+                    "does not reach the scores); choose a layer on the path to the output."
+                )
+            _check_finite(gradient, f"the gradients at layer {name!r}")
+            result.append(gradient if gradient.dtype == activation.dtype else gradient.float())
+        return result
+
+    def _layer_data(
+        self,
+        layer: nn.Module,
+        activation: torch.Tensor,
+        gradient: torch.Tensor | None,
+    ) -> LayerData:
+        dtype = torch.float64 if activation.dtype == torch.float64 else torch.float32
+        activations = self._reshape(layer, activation.detach()).to(dtype)
+        gradients = None if gradient is None else self._reshape(layer, gradient).to(dtype)
+        if gradients is not None and gradients.shape != activations.shape:
+            raise InputShapeError(
+                f"reshape_transform gave activations {tuple(activations.shape)} but gradients "
+                f"{tuple(gradients.shape)}; it must treat both the same way."
+            )
+        return LayerData(activations=activations, gradients=gradients)
+
+    def _linear_layer(self, channels: int) -> nn.Linear:
+        spec = self._fc_layer
+        if isinstance(spec, str):
+            spec = _by_name(self.model, spec)
+        if spec is None:
+            linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+            matching = [m for m in linears if m.in_features == channels]
+            if not matching:
+                raise LayerNotFoundError(
+                    f"CAM needs the linear classifier after global pooling, but no nn.Linear "
+                    f"with {channels} input features was found; pass `fc_layer=` or use GradCAM "
+                    "(equal to CAM up to a constant for such models)."
+                )
+            spec = matching[-1]
+        if not isinstance(spec, nn.Linear) or spec.in_features != channels:
+            raise InputShapeError(
+                f"`fc_layer` must be an nn.Linear with {channels} input features (the target "
+                f"layer's channels), got {spec!r}."
+            )
+        return spec
+
+    def _class_weights(self, targets: list[Any], channels: int) -> torch.Tensor:
+        """``(B, C)``: the classifier row of each image's target class (CAM)."""
+        weight = self._linear_layer(channels).weight.detach()
+        rows = []
+        for target in targets:
+            if type(target) is ClassifierOutputTarget:
+                if not -weight.shape[0] <= target.category < weight.shape[0]:
+                    raise TargetError(
+                        f"class index {target.category} is out of range for a classifier with "
+                        f"{weight.shape[0]} classes."
+                    )
+                rows.append(weight[target.category])
+            elif type(target) is BinaryClassifierOutputTarget and weight.shape[0] == 1:
+                rows.append(weight[0] * (1.0 if target.category == 1 else -1.0))
+            else:
+                raise TargetError(
+                    f"CAM explains one class logit of a linear classifier; {target!r} is not "
+                    "such a target. Use ClassifierOutputTarget, or a gradient method."
+                )
+        return torch.stack(rows)
+
+    def _explain_augmented(
+        self,
+        inputs: torch.Tensor,
+        layers: list[nn.Module],
+        targets: Sequence[Any] | None,
+        eigen_smooth: bool,
+    ) -> Explanation:
+        results = []
+        reference: Explanation | None = None
+        for flip, factor in AUGMENTATIONS:
+            augmented = inputs * factor
+            if flip:
+                augmented = augmented.flip(-1)
+            result = self._explain_once(augmented, layers, targets, eigen_smooth, flipped=flip)
+            if flip:
+                result.maps = result.maps.flip(-1)
+                result.layer_maps = [m.flip(-1) for m in result.layer_maps]
+            if not flip and factor == 1.0:
+                reference = result
+            results.append(result)
+        assert reference is not None
+        reference.maps = torch.stack([r.maps for r in results]).mean(0)
+        reference.layer_maps = [
+            torch.stack([r.layer_maps[i] for r in results]).mean(0) for i in range(len(layers))
+        ]
+        reference.extras["aug_smooth"] = list(AUGMENTATIONS)
+        return reference

@@ -1,0 +1,119 @@
+"""Borrow the user's model for one call and capture target-layer activations.
+
+Two guarantees live here and nowhere else:
+
+* :func:`borrowed` hands the model back exactly as found — every hook removed and every
+  submodule's train/eval flag restored — on every exit path, exceptions included. camlens
+  never touches parameters, ``requires_grad`` or ``param.grad``.
+* :class:`ActivationCapture` records each target layer's output during one forward pass in a
+  way that lets ``torch.autograd.grad`` stop at the target activations: the forward pass
+  runs under ``torch.no_grad()`` up to the first target layer, whose output is re-entered
+  into autograd as a fresh leaf. Nothing upstream is recorded, so the backward pass costs
+  only the part of the network after the target layer, works for frozen models and inside a
+  caller's ``torch.no_grad()``, and never computes parameter gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from camlens.errors import LayerNeverRanError, UnsupportedModeError
+from camlens.layers import layer_name
+
+__all__ = ["ActivationCapture", "borrowed", "check_grad_mode"]
+
+
+@contextmanager
+def borrowed(model: nn.Module, *, eval_mode: bool = True) -> Iterator[list[RemovableHandle]]:
+    """Use ``model`` for one call and give it back untouched.
+
+    Yields a list to which the caller appends hook handles; all of them are removed on exit.
+    With ``eval_mode`` the model runs in eval mode (dropout off, batch-norm running stats
+    used and not updated) and each submodule's own ``training`` flag is restored afterwards.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    handles: list[RemovableHandle] = []
+    try:
+        if eval_mode:
+            model.eval()
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in flags:
+            module.training = flag
+
+
+def check_grad_mode() -> None:
+    """Refuse to run under ``torch.inference_mode``, where no gradient can ever be taken."""
+    if torch.is_inference_mode_enabled():
+        raise UnsupportedModeError(
+            "camlens was called inside `torch.inference_mode()`, where autograd is off for good; "
+            "call it outside that block (inside `torch.no_grad()` is fine)."
+        )
+
+
+class ActivationCapture:
+    """Record the outputs of ``layers`` during one forward pass.
+
+    Use inside :func:`borrowed` and run the forward pass under ``torch.no_grad()``. With
+    ``track_gradients`` the first target layer to finish turns gradient recording on and
+    hands downstream a clone of a fresh leaf, so ``activations`` can be differentiated
+    against; later target layers stay in that graph, giving total derivatives when several
+    layers are explained at once. The recorded tensors are never modified in place by the
+    model, because downstream modules receive clones.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[nn.Module],
+        handles: list[RemovableHandle],
+        *,
+        track_gradients: bool,
+    ) -> None:
+        self.model = model
+        self.layers = layers
+        self.track_gradients = track_gradients
+        self.outputs: dict[int, torch.Tensor] = {}
+        self.calls: dict[int, int] = {}
+        for index, layer in enumerate(layers):
+            handles.append(layer.register_forward_hook(self._hook(index)))
+
+    def _hook(self, index: int):
+        def hook(module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
+            if not isinstance(output, torch.Tensor):
+                raise LayerNeverRanError(
+                    f"target layer {layer_name(self.model, module)!r} returned "
+                    f"{type(output).__name__}, not a tensor; choose a submodule that returns "
+                    "a tensor feature map."
+                )
+            self.calls[index] = self.calls.get(index, 0) + 1
+            if not self.track_gradients:
+                self.outputs[index] = output.detach()
+                return None
+            if not output.requires_grad:
+                # First target layer reached: start recording the graph from here.
+                output = output.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
+            self.outputs[index] = output
+            return output.clone()
+
+        return hook
+
+    def activations(self) -> list[torch.Tensor]:
+        """The recorded outputs, one per target layer (raises if a layer never ran)."""
+        missing = [i for i in range(len(self.layers)) if i not in self.outputs]
+        if missing:
+            names = ", ".join(repr(layer_name(self.model, self.layers[i])) for i in missing)
+            raise LayerNeverRanError(
+                f"target layer(s) {names} did not run during the forward pass of "
+                f"{type(self.model).__name__}; pick a layer on the path from input to output "
+                "(print(model) lists them)."
+            )
+        return [self.outputs[i] for i in range(len(self.layers))]

@@ -1,0 +1,106 @@
+"""Gradient-weighted CAM methods: contributions from activations A and gradients G = dy/dA.
+
+Notation: ``A`` and ``G`` are ``(B, C, *grid)``; sums ``Σ`` without index run over the grid.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from camlens.methods.registry import LayerData, Method, register
+
+__all__ = ["EPSILON"]
+
+#: Stabiliser in the denominators of Grad-CAM++ and XGrad-CAM (the value pytorch-grad-cam
+#: uses, so that maps agree with it).
+EPSILON = 1e-7
+
+
+def _gradients(data: LayerData) -> torch.Tensor:
+    assert data.gradients is not None, "gradient method called without gradients"
+    return data.gradients
+
+
+def gradcam(data: LayerData) -> torch.Tensor:
+    """Grad-CAM: channel weight = mean of G over the grid; contribution = weight · A.
+
+    Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+    Localization", ICCV 2017, eq. 1–2 (without the final ReLU, which the pipeline applies).
+    """
+    return data.per_channel(_gradients(data).mean(dim=data.spatial_dims))
+
+
+def hirescam(data: LayerData) -> torch.Tensor:
+    """HiResCAM: contribution = G ⊙ A, element-wise.
+
+    Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
+    convolutional neural networks", 2020 (arXiv:2011.08891). For a CNN ending in global
+    average pooling and one linear layer, the map summed over the grid equals the target
+    logit minus its bias.
+    """
+    return _gradients(data) * data.activations
+
+
+def gradcam_elementwise(data: LayerData) -> torch.Tensor:
+    """Grad-CAM element-wise: contribution = ReLU(G ⊙ A).
+
+    The variant of HiResCAM that keeps only positive element-wise evidence before summing
+    channels (as in pytorch-grad-cam's ``GradCAMElementWise``; see Draelos & Carin 2020).
+    """
+    return torch.relu(_gradients(data) * data.activations)
+
+
+def gradcam_plusplus(data: LayerData) -> torch.Tensor:
+    """Grad-CAM++: weight = Σ α ⊙ ReLU(G), with α = G² / (2G² + ΣA · G³).
+
+    Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep Convolutional
+    Networks", WACV 2018, eq. 19 with the higher-order derivatives of an exponential score
+    written as powers of the first; α is zero where G is zero.
+    """
+    grads = _gradients(data)
+    dims = data.spatial_dims
+    squared = grads.pow(2)
+    activation_sum = data.activations.sum(dim=dims, keepdim=True)
+    alpha = squared / (2 * squared + activation_sum * squared * grads + EPSILON)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    return data.per_channel((alpha * torch.relu(grads)).sum(dim=dims))
+
+
+def xgradcam(data: LayerData) -> torch.Tensor:
+    """XGrad-CAM: weight = Σ (A / ΣA) ⊙ G.
+
+    Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of
+    CNNs", BMVC 2020, eq. 10 (weights that satisfy sensitivity and conservation).
+    """
+    dims = data.spatial_dims
+    activations = data.activations
+    normalised = activations / (activations.sum(dim=dims, keepdim=True) + EPSILON)
+    return data.per_channel((_gradients(data) * normalised).sum(dim=dims))
+
+
+def layercam(data: LayerData) -> torch.Tensor:
+    """LayerCAM: contribution = ReLU(G) ⊙ A.
+
+    Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps for
+    Localization", IEEE TIP 2021, eq. 5–6.
+    """
+    return torch.relu(_gradients(data)) * data.activations
+
+
+for _name, _function, _title, _reference in [
+    ("gradcam", gradcam, "GradCAM", "Selvaraju et al., ICCV 2017"),
+    ("hirescam", hirescam, "HiResCAM", "Draelos & Carin, arXiv:2011.08891, 2020"),
+    ("gradcam_elementwise", gradcam_elementwise, "GradCAMElementWise", "Draelos & Carin, 2020"),
+    ("gradcam++", gradcam_plusplus, "GradCAMPlusPlus", "Chattopadhay et al., WACV 2018"),
+    ("xgradcam", xgradcam, "XGradCAM", "Fu et al., BMVC 2020"),
+    ("layercam", layercam, "LayerCAM", "Jiang et al., IEEE TIP 2021"),
+]:
+    register(
+        Method(
+            name=_name,
+            contributions=_function,
+            needs_gradients=True,
+            title=_title,
+            reference=_reference,
+        )
+    )

@@ -1,0 +1,48 @@
+"""The explicit steps between signed layer maps and pictures: ReLU, min–max, upsampling,
+multi-layer aggregation. Batched tensor operations on the maps' device; no per-image loops.
+
+:func:`familiar_maps` reproduces pytorch-grad-cam's pipeline step by step so that pictures
+do not change for users who switch: per layer ReLU → min–max at layer resolution →
+resize to the input (bilinear, half-pixel centres, as OpenCV's ``INTER_LINEAR``) → clamp at
+zero → mean over layers → min–max.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["familiar_maps", "min_max", "upsample"]
+
+#: Added to the range in min–max scaling so a constant map becomes zeros, not NaN.
+SCALE_EPSILON = 1e-7
+
+
+def min_max(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each map of ``(B, *grid)`` to [0, 1]: ``(m - min) / (max(m - min) + 1e-7)``."""
+    flat = maps.flatten(1)
+    shifted = flat - flat.min(dim=1, keepdim=True).values
+    scaled = shifted / (shifted.max(dim=1, keepdim=True).values + SCALE_EPSILON)
+    return scaled.reshape(maps.shape)
+
+
+def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize ``(B, *grid)`` maps to ``size`` (bilinear in 2-D, trilinear in 3-D).
+
+    Half-pixel centres (``align_corners=False``), so a map covers the image exactly as the
+    feature grid covers it. Maps already at ``size`` are returned unchanged.
+    """
+    size = tuple(int(s) for s in size)
+    if tuple(maps.shape[1:]) == size:
+        return maps
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+    return F.interpolate(maps.unsqueeze(1), size=size, mode=mode, align_corners=False)[:, 0]
+
+
+def familiar_maps(layer_maps: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+    """pytorch-grad-cam's final maps ``(B, *size)`` in [0, 1] from signed layer maps."""
+    per_layer = [upsample(min_max(torch.relu(m)), size) for m in layer_maps]
+    aggregated = torch.relu(torch.stack(per_layer, dim=1)).mean(dim=1)
+    return min_max(aggregated)

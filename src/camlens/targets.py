@@ -1,0 +1,168 @@
+"""Targets: what number about one image's model output an explanation explains.
+
+A target is a callable that takes the output of ONE image (``[K]`` for a classifier,
+``[K, *spatial]`` for a segmenter, ``[D]`` for an embedding) and returns a scalar tensor,
+exactly as in pytorch-grad-cam, so custom targets written for it keep working. The
+targets here also check their input and say what to fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from camlens.errors import InputShapeError, TargetError
+
+__all__ = [
+    "BinaryClassifierOutputTarget",
+    "ClassifierOutputSoftmaxTarget",
+    "ClassifierOutputTarget",
+    "EmbeddingSimilarityTarget",
+    "SemanticSegmentationTarget",
+    "SimilarityToConceptTarget",
+]
+
+
+def _class_scores(output: torch.Tensor, category: int, what: str) -> torch.Tensor:
+    """``output[category]`` along the class axis (first axis of a per-image output)."""
+    if output.dim() == 0:
+        raise TargetError(f"{what} needs per-class scores, but the model output is a scalar")
+    classes = output.shape[0]
+    if not -classes <= category < classes:
+        raise TargetError(
+            f"class index {category} is out of range for a model output with {classes} classes "
+            f"(valid: 0..{classes - 1}); check `category` in {what}."
+        )
+    return output[category]
+
+
+class ClassifierOutputTarget:
+    """The logit of class ``category``: ``output[category]``."""
+
+    def __init__(self, category: int) -> None:
+        self.category = int(category)
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return _class_scores(model_output, self.category, type(self).__name__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.category})"
+
+
+class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
+    """The softmax probability of class ``category`` (competes with the other classes)."""
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        _class_scores(model_output, self.category, type(self).__name__)
+        return torch.softmax(model_output, dim=-1)[self.category]
+
+
+class BinaryClassifierOutputTarget(ClassifierOutputTarget):
+    """For a single-logit binary classifier: the logit for ``category == 1``, its negation
+    for ``category == 0`` (evidence for the negative class)."""
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        sign = 1.0 if self.category == 1 else -1.0
+        return model_output.sum() * sign if model_output.numel() == 1 else model_output * sign
+
+
+def _as_mask(mask: Any) -> torch.Tensor:
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(
+            f"`mask` must be a numpy array or a torch tensor, got {type(mask).__name__}"
+        )
+    return mask
+
+
+class SemanticSegmentationTarget:
+    """The class-``category`` logits of a segmenter, reduced over ``mask``.
+
+    ``reduction="sum"`` (the pytorch-grad-cam convention) sums ``output[category] * mask``,
+    so HiResCAM's raw map adds up to this score minus the head's constant offset;
+    ``"mean"`` divides by the mask's total weight, making scores comparable across regions
+    of different sizes. ``mask`` may be numpy or torch, boolean or float (soft masks
+    weight pixels), on any device; it must have the output's spatial shape. An empty mask
+    gives a score of zero (and so an all-zero map) with a warning, never NaN.
+    """
+
+    def __init__(
+        self,
+        category: int,
+        mask: Any,
+        reduction: Literal["sum", "mean"] = "sum",
+    ) -> None:
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"`reduction` must be 'sum' or 'mean', got {reduction!r}")
+        self.category = int(category)
+        self.mask = _as_mask(mask)
+        self.reduction = reduction
+        self._cache: tuple[torch.device, torch.dtype, torch.Tensor] | None = None
+
+    def _mask_like(self, scores: torch.Tensor) -> torch.Tensor:
+        cached = self._cache
+        if cached is None or cached[0] != scores.device or cached[1] != scores.dtype:
+            mask = self.mask.to(device=scores.device, dtype=scores.dtype)
+            self._cache = cached = (scores.device, scores.dtype, mask)
+        return cached[2]
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        if model_output.dim() < 2:
+            raise TargetError(
+                f"{name} needs a dense output [K, H, W] per image, got shape "
+                f"{tuple(model_output.shape)}; use ClassifierOutputTarget for classifiers."
+            )
+        scores = _class_scores(model_output, self.category, name)
+        if tuple(self.mask.shape) != tuple(scores.shape):
+            raise InputShapeError(
+                f"{name}: mask shape {tuple(self.mask.shape)} does not match the output's "
+                f"spatial shape {tuple(scores.shape)}; resize the mask to the model's output "
+                "size (nearest-neighbour for label masks)."
+            )
+        mask = self._mask_like(scores)
+        weight = mask.sum()
+        if not bool(weight != 0):
+            warnings.warn(
+                f"{name}(category={self.category}): the mask is empty, so the score is 0 and the "
+                "map is all zeros.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return (scores * mask).sum()
+        total = (scores * mask).sum()
+        return total / weight if self.reduction == "mean" else total
+
+    def __repr__(self) -> str:
+        pixels = int((self.mask != 0).sum())
+        return f"{type(self).__name__}({self.category}, mask={pixels} px, {self.reduction})"
+
+
+class EmbeddingSimilarityTarget:
+    """Cosine similarity between the model's embedding and ``reference`` (``[D]``).
+
+    Explains "what makes this image look like that one" for embedding models (retrieval,
+    self-supervised backbones). Multi-dimensional outputs are flattened per image.
+    """
+
+    def __init__(self, reference: Any) -> None:
+        self.reference = _as_mask(reference).flatten()
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        embedding = model_output.flatten()
+        if embedding.numel() != self.reference.numel():
+            raise TargetError(
+                f"{type(self).__name__}: the embedding has {embedding.numel()} values but the "
+                f"reference has {self.reference.numel()}; use a reference from the same layer."
+            )
+        reference = self.reference.to(device=embedding.device, dtype=embedding.dtype)
+        return F.cosine_similarity(embedding, reference, dim=0)
+
+
+#: pytorch-grad-cam's name for the same target.
+SimilarityToConceptTarget = EmbeddingSimilarityTarget
