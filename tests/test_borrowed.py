@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 import torch
 
@@ -9,6 +12,8 @@ import camlens
 from camlens.errors import NonFiniteError, TargetError
 from camlens.models import tiny_deeplabv3plus, tiny_resnet
 from camlens.targets import ClassifierOutputTarget
+
+from .conftest import GapLinearNet
 
 
 def _mixed_mode_resnet() -> torch.nn.Module:
@@ -99,12 +104,26 @@ def test_auto_layer_probe_leaves_model_untouched(snapshot) -> None:
     before.assert_same(model)
 
 
-def test_repeated_calls_do_not_grow_hooks_or_keep_graphs() -> None:
-    model = tiny_resnet(num_classes=4)
-    cam = camlens.GradCAM(model, [model.layer4])
-    x = torch.randn(1, 3, 32, 32)
-    for _ in range(300):
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_memory_flat_over_thousands_of_calls() -> None:
+    torch.manual_seed(0)
+    model = GapLinearNet(classes=3)
+    cam = camlens.HiResCAM(model, [model.features])
+    x = torch.randn(2, 3, 32, 32)  # a leaked activation per call would add 24 MiB
+    for _ in range(200):  # warm-up: allocator pools, lazy imports
+        cam.explain(x)
+    gc.collect()
+    before = _resident_bytes()
+    for _ in range(2000):
         explanation = cam.explain(x)
+    gc.collect()
+    growth = _resident_bytes() - before
+    assert growth < 8 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB"
     assert all(not m._forward_hooks for m in model.modules())
     tensors = [explanation.maps, explanation.scores, explanation.outputs, *explanation.layer_maps]
     assert all(t.grad_fn is None and not t.requires_grad for t in tensors)

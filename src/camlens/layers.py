@@ -4,8 +4,10 @@
 ``"auto"`` picks the last module, in the order modules finish their forward pass, whose
 output is a spatial feature map that the model's top-class score depends on at more than one
 grid position. That rules out pooled vectors, the logit-space head of a segmenter and, for
-vision transformers, layers after which only the class token reaches the classifier. It costs
-one probing forward and backward pass; the choice is logged.
+vision transformers, layers after which only the class token reaches the classifier (token
+layers must also have the model's usual width, which skips qkv and MLP expansions, so a ViT
+gets ``blocks[-1].norm1``). It costs one probing forward and backward pass; the choice is
+logged.
 """
 
 from __future__ import annotations
@@ -151,6 +153,11 @@ def find_auto_layer(model: nn.Module, probe_input: torch.Tensor) -> nn.Module:
             f"'auto' found no layer of {type(model).__name__} with a spatial output; "
             "name the target layer explicitly (e.g. 'layer4')."
         )
+    # Transformers: keep token layers of the model's width (drops qkv and MLP expansions).
+    widths = [output.shape[-1] for _, _, output in candidates if output.dim() == 3]
+    if widths:
+        width = max(set(widths), key=widths.count)
+        candidates = [c for c in candidates if c[2].dim() != 3 or c[2].shape[-1] == width]
     top = scores.flatten(2).mean(-1) if dense else scores.flatten(1)
     score = top.max(dim=1).values.sum()
     grads = torch.autograd.grad(score, [c[2] for c in candidates], allow_unused=True)

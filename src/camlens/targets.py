@@ -27,27 +27,29 @@ __all__ = [
 ]
 
 
-def _class_scores(output: torch.Tensor, category: int, what: str) -> torch.Tensor:
-    """``output[category]`` along the class axis (first axis of a per-image output)."""
+def _class_scores(output: torch.Tensor, category: int, what: str, axis: int = 0) -> torch.Tensor:
+    """``output[category]`` along the class ``axis`` (the first axis of one image's output)."""
     if output.dim() == 0:
         raise TargetError(f"{what} needs per-class scores, but the model output is a scalar")
-    classes = output.shape[0]
+    classes = output.shape[axis]
     if not -classes <= category < classes:
         raise TargetError(
             f"class index {category} is out of range for a model output with {classes} classes "
             f"(valid: 0..{classes - 1}); check `category` in {what}."
         )
-    return output[category]
+    return output.select(axis, category)
 
 
 class ClassifierOutputTarget:
-    """The logit of class ``category``: ``output[category]``."""
+    """The logit of class ``category``: ``output[category]`` for one image's ``[K]`` output
+    (and ``output[:, category]`` for a ``[B, K]`` batch, as in pytorch-grad-cam)."""
 
     def __init__(self, category: int) -> None:
         self.category = int(category)
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        return _class_scores(model_output, self.category, type(self).__name__)
+        axis = 1 if model_output.dim() == 2 else 0
+        return _class_scores(model_output, self.category, type(self).__name__, axis)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category})"
@@ -57,8 +59,9 @@ class ClassifierOutputSoftmaxTarget(ClassifierOutputTarget):
     """The softmax probability of class ``category`` (competes with the other classes)."""
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        _class_scores(model_output, self.category, type(self).__name__)
-        return torch.softmax(model_output, dim=-1)[self.category]
+        axis = 1 if model_output.dim() == 2 else 0
+        _class_scores(model_output, self.category, type(self).__name__, axis)
+        return torch.softmax(model_output, dim=-1).select(axis, self.category)
 
 
 class BinaryClassifierOutputTarget(ClassifierOutputTarget):

@@ -9,11 +9,12 @@ import torch
 
 from camlens.methods.registry import LayerData, Method, register
 
-__all__ = ["EPSILON"]
+__all__ = ["PLUSPLUS_EPSILON", "XGRAD_EPSILON"]
 
-#: Stabiliser in the denominators of Grad-CAM++ and XGrad-CAM (the value pytorch-grad-cam
-#: uses, so that maps agree with it).
-EPSILON = 1e-7
+#: Stabilisers in the denominators of Grad-CAM++ and XGrad-CAM: the values pytorch-grad-cam
+#: 1.5 uses, so that maps agree with it.
+PLUSPLUS_EPSILON = 1e-6
+XGRAD_EPSILON = 1e-7
 
 
 def _gradients(data: LayerData) -> torch.Tensor:
@@ -61,7 +62,7 @@ def gradcam_plusplus(data: LayerData) -> torch.Tensor:
     dims = data.spatial_dims
     squared = grads.pow(2)
     activation_sum = data.activations.sum(dim=dims, keepdim=True)
-    alpha = squared / (2 * squared + activation_sum * squared * grads + EPSILON)
+    alpha = squared / (2 * squared + activation_sum * squared * grads + PLUSPLUS_EPSILON)
     alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
     return data.per_channel((alpha * torch.relu(grads)).sum(dim=dims))
 
@@ -74,7 +75,7 @@ def xgradcam(data: LayerData) -> torch.Tensor:
     """
     dims = data.spatial_dims
     activations = data.activations
-    normalised = activations / (activations.sum(dim=dims, keepdim=True) + EPSILON)
+    normalised = activations / (activations.sum(dim=dims, keepdim=True) + XGRAD_EPSILON)
     return data.per_channel((_gradients(data) * normalised).sum(dim=dims))
 
 
