@@ -1,0 +1,99 @@
+"""Shared pieces of the benchmarks: the cases (model, layer, input, target), timing, and the
+optional pytorch-grad-cam import.
+
+Timings interleave the contenders repeat by repeat (forward, camlens, pytorch-grad-cam,
+forward, ...) so that drift in machine load hits all of them alike, and report medians.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from camlens.models import deeplabv3plus_resnet50, resnet50
+from camlens.targets import ClassifierOutputTarget, SemanticSegmentationTarget
+
+#: camlens registry name → pytorch-grad-cam class name.
+GRADCAM_CLASSES = {
+    "gradcam": "GradCAM",
+    "hirescam": "HiResCAM",
+    "gradcam_elementwise": "GradCAMElementWise",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+}
+
+
+@dataclass
+class Case:
+    """One benchmark situation."""
+
+    name: str
+    model: nn.Module
+    layer: nn.Module
+    inputs: torch.Tensor
+    targets: list[Any]
+
+
+def make_case(name: str, batch: int, size: int, seed: int = 0) -> Case:
+    """``resnet50`` (target ``layer4[-1]``, class 281) or ``deeplabv3plus`` (target
+    ``encoder.layer4``, class 1 over its predicted mask) with random weights."""
+    torch.manual_seed(seed)
+    inputs = torch.randn(batch, 3, size, size)
+    if name == "resnet50":
+        model = resnet50(num_classes=1000).eval()
+        return Case(name, model, model.layer4[-1], inputs, [ClassifierOutputTarget(281)] * batch)
+    if name == "deeplabv3plus":
+        model = deeplabv3plus_resnet50(num_classes=13).eval()
+        with torch.no_grad():
+            predicted = model(inputs).argmax(1)
+        category = int(torch.mode(predicted.flatten()).values)
+        targets = [
+            SemanticSegmentationTarget(category, (predicted[i] == category).float().numpy())
+            for i in range(batch)
+        ]
+        return Case(name, model, model.encoder.layer4, inputs, targets)
+    raise ValueError(f"unknown case {name!r}")
+
+
+def import_pytorch_grad_cam() -> ModuleType | None:
+    """pytorch_grad_cam, or None where it is not installed (see bench/setup_gradcam_env.sh)."""
+    try:
+        import pytorch_grad_cam
+    except ImportError:
+        return None
+    return pytorch_grad_cam
+
+
+def time_interleaved(
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time in seconds of each contender, run in turn ``repeats`` times."""
+    for _ in range(warmup):
+        for run in contenders.values():
+            run()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine_line() -> str:
+    """What the figures were measured on."""
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
