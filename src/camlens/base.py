@@ -10,29 +10,28 @@ with the signed raw maps on the model's device.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from camlens.capture import ActivationCapture, borrowed, check_grad_mode
 from camlens.defaults import resolve_targets
-from camlens.errors import (
-    InputShapeError,
-    LayerNeverRanError,
-    LayerNotFoundError,
-    NonFiniteError,
-    TargetError,
+from camlens.engine import (
+    check_finite,
+    forward_capture,
+    layer_gradients,
+    layer_map,
+    prepare_input,
 )
+from camlens.errors import InputShapeError, LayerNotFoundError, TargetError
 from camlens.explanation import Explanation
 from camlens.layers import LayerSpec, _by_name, layer_name, resolve_layers
-from camlens.methods import LayerData, Method, first_principal_component, get_method
+from camlens.methods import Method, get_method
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.postprocess import familiar_maps
-from camlens.reshape import ReshapeTransform, default_reshape
+from camlens.reshape import ReshapeTransform
 from camlens.targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 __all__ = ["BaseCAM"]
@@ -41,23 +40,6 @@ __all__ = ["BaseCAM"]
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple(
     (flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1)
 )
-
-
-def _check_finite(tensor: torch.Tensor, what: str) -> None:
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise NonFiniteError(
-            f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the model for "
-            "overflow (e.g. fp16 without autocast), or explain an earlier layer."
-        )
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return None
 
 
 class BaseCAM:
@@ -77,6 +59,7 @@ class BaseCAM:
             model's device.
         method: registry name, for the generic class (the named classes set it).
         fc_layer: CAM only: the linear classifier (module or dotted name); found if omitted.
+        method_options: parameters of the method (e.g. ``{"pool_size": 2}`` for Seg-XRes-CAM).
     """
 
     method_name: ClassVar[str] = ""
@@ -90,6 +73,7 @@ class BaseCAM:
         *,
         method: str | None = None,
         fc_layer: nn.Module | str | None = None,
+        method_options: Mapping[str, Any] | None = None,
     ) -> None:
         if use_cuda is not None:
             warnings.warn(
@@ -111,6 +95,7 @@ class BaseCAM:
             None if auto else resolve_layers(model, target_layers)
         )
         self._fc_layer = fc_layer
+        self.method_options = dict(method_options or {})
         self.outputs: torch.Tensor | None = None
 
     # -- pytorch-grad-cam-compatible surface ------------------------------------------------
@@ -161,8 +146,7 @@ class BaseCAM:
             eigen_smooth: reduce channels by their first principal component instead of
                 the plain sum.
         """
-        check_grad_mode()
-        inputs = self._prepare_input(input_tensor)
+        inputs = prepare_input(input_tensor, self.model)
         layers = self._resolve(inputs)
         if not aug_smooth:
             explanation = self._explain_once(inputs, layers, targets, eigen_smooth)
@@ -172,48 +156,10 @@ class BaseCAM:
         return explanation
 
     # -- internals ------------------------------------------------------------------------------
-    def _prepare_input(self, input_tensor: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input_tensor, torch.Tensor):
-            raise TypeError(
-                f"`input_tensor` must be a torch.Tensor, got {type(input_tensor).__name__}; "
-                "use camlens.image.preprocess_image for numpy images."
-            )
-        if input_tensor.dim() not in (4, 5):
-            hint = (
-                " Add the batch dimension: input_tensor.unsqueeze(0)."
-                if input_tensor.dim()
-                in (
-                    3,
-                    4,
-                )
-                else ""
-            )
-            raise InputShapeError(
-                f"`input_tensor` must be (B, C, H, W) images or (B, C, D, H, W) volumes, got "
-                f"shape {tuple(input_tensor.shape)}.{hint}"
-            )
-        if not input_tensor.is_floating_point():
-            raise InputShapeError(
-                f"`input_tensor` has dtype {input_tensor.dtype}; models expect floats, e.g. "
-                "preprocess_image(img) or tensor.float() / 255."
-            )
-        device = _model_device(self.model)
-        inputs = input_tensor.detach()
-        if device is not None and inputs.device != device:
-            inputs = inputs.to(device)
-        if inputs.is_inference():
-            inputs = inputs.clone()  # a normal tensor again, usable by autograd
-        return inputs
-
     def _resolve(self, inputs: torch.Tensor) -> list[nn.Module]:
         if self._layers is None:
             self._layers = resolve_layers(self.model, self._layer_specs, probe_input=inputs[:1])
         return self._layers
-
-    def _reshape(self, module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
-        if self.reshape_transform is not None:
-            return self.reshape_transform(tensor)
-        return default_reshape(module, tensor)
 
     def _explain_once(
         self,
@@ -225,39 +171,37 @@ class BaseCAM:
     ) -> Explanation:
         method = self.method
         names = [layer_name(self.model, layer) for layer in layers]
-        with borrowed(self.model) as handles:
-            capture = ActivationCapture(
-                self.model, layers, handles, track_gradients=method.needs_gradients
+        output, activations = forward_capture(
+            self.model, layers, inputs, track_gradients=method.needs_gradients
+        )
+        with torch.enable_grad():
+            scores_all = as_score_tensor(output)
+            if flipped and is_dense(scores_all):
+                scores_all = scores_all.flip(-1)  # back to the input's orientation
+            for name, activation in zip(names, activations, strict=True):
+                check_finite(activation, f"the activations of layer {name!r}")
+            check_finite(scores_all, "the model output")
+            resolved = resolve_targets(targets, scores_all)
+            scores = self._scores(resolved, scores_all)
+            check_finite(scores, "the target scores")
+            gradients: list[torch.Tensor | None] = (
+                list(layer_gradients(scores, activations, names))
+                if method.needs_gradients
+                else [None] * len(layers)
             )
-            with torch.no_grad():
-                output = self.model(inputs)
-            activations = capture.activations()
-            with torch.enable_grad():
-                scores_all = as_score_tensor(output)
-                if flipped and is_dense(scores_all):
-                    scores_all = scores_all.flip(-1)  # back to the input's orientation
-                for name, activation in zip(names, activations, strict=True):
-                    _check_finite(activation, f"the activations of layer {name!r}")
-                _check_finite(scores_all, "the model output")
-                resolved = resolve_targets(targets, scores_all)
-                scores = self._scores(resolved, scores_all)
-                _check_finite(scores, "the target scores")
-                gradients = (
-                    self._gradients(scores, activations, names)
-                    if method.needs_gradients
-                    else [None] * len(layers)
-                )
-        layer_maps = []
-        for layer, activation, gradient in zip(layers, activations, gradients, strict=True):
-            data = self._layer_data(layer, activation, gradient)
-            if method.needs_class_weights:
-                weights = self._class_weights(resolved, data.activations.shape[1])
-                data = replace(data, class_weights=weights.to(data.activations.dtype))
-            contributions = method.contributions(data)
-            if method.principal_component or eigen_smooth:
-                layer_maps.append(first_principal_component(contributions))
-            else:
-                layer_maps.append(contributions.sum(dim=1))
+        layer_maps = [
+            layer_map(
+                method,
+                layer,
+                activation,
+                gradient,
+                reshape_transform=self.reshape_transform,
+                eigen_smooth=eigen_smooth,
+                class_weights=lambda channels: self._class_weights(resolved, channels),
+                options=self.method_options,
+            )
+            for layer, activation, gradient in zip(layers, activations, gradients, strict=True)
+        ]
         size = tuple(inputs.shape[2:])
         with torch.autocast(inputs.device.type, enabled=False):
             maps = familiar_maps(layer_maps, size)
@@ -285,43 +229,6 @@ class BaseCAM:
                 )
             values.append(value.reshape(()))
         return torch.stack(values)
-
-    @staticmethod
-    def _gradients(
-        scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]
-    ) -> list[torch.Tensor]:
-        if not scores.requires_grad:
-            raise LayerNeverRanError(
-                f"the target scores do not depend on the target layer(s) {names}; choose a layer "
-                "on the path to the output that the targets read."
-            )
-        gradients = torch.autograd.grad(scores.sum(), activations, allow_unused=True)
-        result = []
-        for name, gradient, activation in zip(names, gradients, activations, strict=True):
-            if gradient is None:
-                raise LayerNeverRanError(
-                    f"the target scores do not depend on layer {name!r} (it ran, but its output "
-                    "does not reach the scores); choose a layer on the path to the output."
-                )
-            _check_finite(gradient, f"the gradients at layer {name!r}")
-            result.append(gradient if gradient.dtype == activation.dtype else gradient.float())
-        return result
-
-    def _layer_data(
-        self,
-        layer: nn.Module,
-        activation: torch.Tensor,
-        gradient: torch.Tensor | None,
-    ) -> LayerData:
-        dtype = torch.float64 if activation.dtype == torch.float64 else torch.float32
-        activations = self._reshape(layer, activation.detach()).to(dtype)
-        gradients = None if gradient is None else self._reshape(layer, gradient).to(dtype)
-        if gradients is not None and gradients.shape != activations.shape:
-            raise InputShapeError(
-                f"reshape_transform gave activations {tuple(activations.shape)} but gradients "
-                f"{tuple(gradients.shape)}; it must treat both the same way."
-            )
-        return LayerData(activations=activations, gradients=gradients)
 
     def _linear_layer(self, channels: int) -> nn.Linear:
         spec = self._fc_layer

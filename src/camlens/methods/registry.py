@@ -48,7 +48,8 @@ class LayerData:
         return weights.reshape(shape) * self.activations
 
 
-Contributions = Callable[[LayerData], torch.Tensor]
+#: ``(data, **options) -> (B, C, *grid)``; options are method parameters (e.g. a pool size).
+Contributions = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)

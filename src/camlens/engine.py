@@ -1,0 +1,190 @@
+"""The steps every explainer shares, as functions: check and place the input, one forward pass
+with captured activations, gradients down to the target layers only, and one layer's signed
+map from a method. :class:`~camlens.base.BaseCAM` (one target per image) and
+:func:`~camlens.segmentation.explain_segmentation` (every class of a segmentation from one
+forward pass) are both built from these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from camlens.capture import ActivationCapture, borrowed, check_grad_mode
+from camlens.errors import InputShapeError, LayerNeverRanError, NonFiniteError
+from camlens.methods import LayerData, Method, first_principal_component
+from camlens.reshape import ReshapeTransform, default_reshape
+
+__all__ = [
+    "check_finite",
+    "forward_capture",
+    "layer_gradients",
+    "layer_map",
+    "prepare_input",
+    "to_grid",
+]
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteError` naming ``what`` if ``tensor`` holds NaN or inf."""
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise NonFiniteError(
+            f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the model for "
+            "overflow (e.g. fp16 without autocast), or explain an earlier layer."
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+def prepare_input(input_tensor: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Check ``input_tensor`` (``(B, C, H, W)`` or ``(B, C, D, H, W)``, floating point) and
+    return it detached, on the model's device, usable by autograd."""
+    check_grad_mode()
+    if not isinstance(input_tensor, torch.Tensor):
+        raise TypeError(
+            f"`input_tensor` must be a torch.Tensor, got {type(input_tensor).__name__}; "
+            "use camlens.image.preprocess_image for numpy images."
+        )
+    if input_tensor.dim() not in (4, 5):
+        hint = (
+            " Add the batch dimension: input_tensor.unsqueeze(0)."
+            if input_tensor.dim()
+            in (
+                3,
+                4,
+            )
+            else ""
+        )
+        raise InputShapeError(
+            f"`input_tensor` must be (B, C, H, W) images or (B, C, D, H, W) volumes, got "
+            f"shape {tuple(input_tensor.shape)}.{hint}"
+        )
+    if not input_tensor.is_floating_point():
+        raise InputShapeError(
+            f"`input_tensor` has dtype {input_tensor.dtype}; models expect floats, e.g. "
+            "preprocess_image(img) or tensor.float() / 255."
+        )
+    device = _model_device(model)
+    inputs = input_tensor.detach()
+    if device is not None and inputs.device != device:
+        inputs = inputs.to(device)
+    if inputs.is_inference():
+        inputs = inputs.clone()  # a normal tensor again, usable by autograd
+    return inputs
+
+
+def forward_capture(
+    model: nn.Module,
+    layers: list[nn.Module],
+    inputs: torch.Tensor,
+    *,
+    track_gradients: bool,
+    output_transform: Callable[[Any], Any] | None = None,
+) -> tuple[Any, list[torch.Tensor]]:
+    """One forward pass of the borrowed model, capturing each target layer's output.
+
+    With ``track_gradients`` the graph is recorded from the first target layer on, so that
+    :func:`layer_gradients` can differentiate scores computed from the output. The model is
+    handed back (hooks removed, modes restored) before this returns.
+    """
+    with borrowed(model) as handles:
+        capture = ActivationCapture(model, layers, handles, track_gradients=track_gradients)
+        with torch.no_grad():
+            output = model(inputs)
+        activations = capture.activations()
+    return output, activations
+
+
+def layer_gradients(
+    scores: torch.Tensor,
+    activations: Sequence[torch.Tensor],
+    names: Sequence[str],
+    *,
+    grad_outputs: torch.Tensor | None = None,
+    retain_graph: bool = False,
+) -> list[torch.Tensor]:
+    """d(scores)/d(activations), stopping at the target layers (no parameter gradients).
+
+    ``scores`` is summed unless ``grad_outputs`` is given; ``grad_outputs`` with a leading
+    batch of vectors (``is_grads_batched``) gives one gradient per vector in one call.
+    """
+    if not scores.requires_grad:
+        raise LayerNeverRanError(
+            f"the target scores do not depend on the target layer(s) {list(names)}; choose a "
+            "layer on the path to the output that the targets read."
+        )
+    batched = grad_outputs is not None
+    gradients = torch.autograd.grad(
+        scores if batched else scores.sum(),
+        list(activations),
+        grad_outputs=grad_outputs,
+        retain_graph=retain_graph,
+        allow_unused=True,
+        is_grads_batched=batched,
+    )
+    result = []
+    for name, gradient in zip(names, gradients, strict=True):
+        if gradient is None:
+            raise LayerNeverRanError(
+                f"the target scores do not depend on layer {name!r} (it ran, but its output "
+                "does not reach the scores); choose a layer on the path to the output."
+            )
+        check_finite(gradient, f"the gradients at layer {name!r}")
+        result.append(gradient)
+    return result
+
+
+def to_grid(
+    layer: nn.Module, tensor: torch.Tensor, reshape_transform: ReshapeTransform | None
+) -> torch.Tensor:
+    """A layer output (or its gradient) as ``(B, C, *grid)``."""
+    if reshape_transform is not None:
+        return reshape_transform(tensor)
+    return default_reshape(layer, tensor)
+
+
+def layer_map(
+    method: Method,
+    layer: nn.Module,
+    activation: torch.Tensor,
+    gradient: torch.Tensor | None,
+    *,
+    reshape_transform: ReshapeTransform | None = None,
+    eigen_smooth: bool = False,
+    class_weights: Callable[[int], torch.Tensor] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> torch.Tensor:
+    """The signed, unnormalised map ``(B, *grid)`` of ``method`` at one layer.
+
+    Activations and gradients are brought to ``(B, C, *grid)`` and to float32 (float64 stays
+    float64); ``class_weights(channels)`` supplies CAM's classifier rows.
+    """
+    dtype = torch.float64 if activation.dtype == torch.float64 else torch.float32
+    activations = to_grid(layer, activation.detach(), reshape_transform).to(dtype)
+    gradients = None
+    if gradient is not None:
+        gradients = to_grid(layer, gradient, reshape_transform).to(dtype)
+        if gradients.shape != activations.shape:
+            raise InputShapeError(
+                f"reshape_transform gave activations {tuple(activations.shape)} but gradients "
+                f"{tuple(gradients.shape)}; it must treat both the same way."
+            )
+    weights = None
+    if method.needs_class_weights:
+        assert class_weights is not None, f"{method.name} needs class weights"
+        weights = class_weights(activations.shape[1]).to(dtype)
+    data = LayerData(activations=activations, gradients=gradients, class_weights=weights)
+    contributions = method.contributions(data, **dict(options or {}))
+    if method.principal_component or eigen_smooth:
+        return first_principal_component(contributions)
+    return contributions.sum(dim=1)
