@@ -98,3 +98,35 @@ def test_batch_equals_one_at_a_time(gap_net: GapLinearNet, method: str) -> None:
         )
         assert_close(batch.layer_maps[0][i], single.layer_maps[0][0], rtol=1e-10, atol=1e-12)
         assert_close(batch.maps[i], single.maps[0], rtol=1e-10, atol=1e-12)
+
+
+def test_segxrescam_interpolates_hirescam_and_gradcam(seed: int) -> None:
+    """Pool size 1 is HiResCAM; a block covering the grid is Grad-CAM; in between, each block
+    uses its own mean gradient (checked by hand on a 5 × 5 grid with 2 × 2 blocks)."""
+    model = torch.nn.Sequential()
+    model.add_module("features", torch.nn.Conv2d(3, 4, 3, padding=1))
+    model.add_module("mix", torch.nn.Conv2d(4, 3, 3, padding=1))
+    model = model.double().eval()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    target = [lambda out: (out[1] ** 2).sum()]  # a non-linear score: gradients vary in space
+
+    def run(method: str, **options):
+        cam = camlens.BaseCAM(model, "features", method=method, method_options=options)
+        return cam.explain(x, target).layer_maps[0]
+
+    assert_close(run("segxrescam", pool_size=1), run("hirescam"), rtol=1e-12, atol=1e-12)
+    assert_close(run("segxrescam", pool_size=5), run("gradcam"), rtol=1e-12, atol=1e-12)
+    assert_close(run("segxrescam", pool_size=8), run("gradcam"), rtol=1e-12, atol=1e-12)
+
+    activations = model.features(x).detach()
+    leaf = activations.clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(
+        target[0](model.mix(leaf)[0]) + target[0](model.mix(leaf)[1]), leaf
+    )
+    expected = torch.zeros(2, 5, 5, dtype=torch.float64)
+    for top in (0, 2, 4):
+        for left in (0, 2, 4):
+            block = (slice(None), slice(None), slice(top, top + 2), slice(left, left + 2))
+            mean = grads[block].mean(dim=(2, 3), keepdim=True)
+            expected[block[0], block[2], block[3]] = (mean * activations[block]).sum(1)
+    assert_close(run("segxrescam", pool_size=2), expected, rtol=1e-12, atol=1e-12)

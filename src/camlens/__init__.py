@@ -22,10 +22,12 @@ from camlens.cams import (
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
+    SegXResCAM,
     XGradCAM,
 )
 from camlens.explanation import Explanation
 from camlens.methods import available_methods
+from camlens.segmentation import SegmentationExplanation, explain_segmentation
 
 __version__ = "0.1.0"
 
@@ -40,8 +42,11 @@ __all__ = [
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
+    "SegXResCAM",
+    "SegmentationExplanation",
     "XGradCAM",
     "__version__",
     "available_methods",
     "explain",
+    "explain_segmentation",
 ]

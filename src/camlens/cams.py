@@ -6,7 +6,13 @@ function in :mod:`camlens.methods`, the machinery in :class:`~camlens.base.BaseC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from torch import nn
+
 from camlens.base import BaseCAM
+from camlens.layers import LayerSpec
+from camlens.reshape import ReshapeTransform
 
 __all__ = [
     "CAM",
@@ -17,6 +23,7 @@ __all__ = [
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
+    "SegXResCAM",
     "XGradCAM",
 ]
 
@@ -74,3 +81,27 @@ class EigenGradCAM(BaseCAM):
     """EigenGrad-CAM: first principal component of gradients × activations."""
 
     method_name = "eigengradcam"
+
+
+class SegXResCAM(BaseCAM):
+    """Seg-XRes-CAM (Hasany et al., CVPRW 2023): gradients averaged in ``pool_size`` ×
+    ``pool_size`` blocks, then × activations element-wise (1 = HiResCAM, grid = Grad-CAM)."""
+
+    method_name = "segxrescam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        pool_size: int = 2,
+    ) -> None:
+        super().__init__(
+            model,
+            target_layers,
+            reshape_transform,
+            use_cuda,
+            method_options={"pool_size": pool_size},
+        )

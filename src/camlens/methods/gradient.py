@@ -6,6 +6,7 @@ Notation: ``A`` and ``G`` are ``(B, C, *grid)``; sums ``Σ`` without index run o
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from camlens.methods.registry import LayerData, Method, register
 
@@ -88,6 +89,28 @@ def layercam(data: LayerData) -> torch.Tensor:
     return torch.relu(_gradients(data)) * data.activations
 
 
+def segxrescam(data: LayerData, pool_size: int = 2) -> torch.Tensor:
+    """Seg-XRes-CAM: contribution = blockmean_s(G) ⊙ A, gradients averaged in s × s blocks.
+
+    Hasany, Petitjean & Mériaudeau, "Seg-XRes-CAM: Explaining Spatially Local Regions in
+    Image Segmentation", CVPR Workshops 2023. Pooling the gradient in blocks before the
+    element-wise product keeps spatial information at the block scale: ``pool_size=1`` is
+    HiResCAM, a block covering the whole grid is Grad-CAM. Blocks at the grid's far edges may
+    be partial; they average the cells they contain.
+    """
+    if pool_size < 1:
+        raise ValueError(f"`pool_size` must be a positive integer, got {pool_size}")
+    grads = _gradients(data)
+    grid = grads.shape[2:]
+    if pool_size == 1:
+        return grads * data.activations
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(grid)]
+    pooled = pool(grads, kernel_size=pool_size, stride=pool_size, ceil_mode=True)
+    for axis, length in enumerate(grid, start=2):
+        pooled = pooled.repeat_interleave(pool_size, dim=axis).narrow(axis, 0, length)
+    return pooled * data.activations
+
+
 for _name, _function, _title, _reference in [
     ("gradcam", gradcam, "GradCAM", "Selvaraju et al., ICCV 2017"),
     ("hirescam", hirescam, "HiResCAM", "Draelos & Carin, arXiv:2011.08891, 2020"),
@@ -95,6 +118,7 @@ for _name, _function, _title, _reference in [
     ("gradcam++", gradcam_plusplus, "GradCAMPlusPlus", "Chattopadhay et al., WACV 2018"),
     ("xgradcam", xgradcam, "XGradCAM", "Fu et al., BMVC 2020"),
     ("layercam", layercam, "LayerCAM", "Jiang et al., IEEE TIP 2021"),
+    ("segxrescam", segxrescam, "SegXResCAM", "Hasany et al., CVPR Workshops 2023"),
 ]:
     register(
         Method(

@@ -1,0 +1,418 @@
+"""The HTML report writer: structure, escaping, safe file names, determinism, rendering.
+
+The structural tests parse the page with :mod:`html.parser`; the slow test renders it in a
+real headless Chromium (skipped when ``/usr/bin/chromium`` is not installed).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from camlens.errors import CamlensError, ImageLoadError, InputShapeError, NonFiniteError
+from camlens.report import Report, ReportError, format_value, slugify
+
+EVIL = "<script>alert(1)</script>"
+QUOTES = "&\"'"
+CHROMIUM = Path("/usr/bin/chromium")
+
+# Elements that never have an end tag (HTML "void elements").
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+
+
+class PageParser(HTMLParser):
+    """Collects what the tests check, and the tag-balance errors it meets."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+        self.hrefs: list[str] = []
+        self.imgs: list[dict[str, str | None]] = []
+        self.tags: list[str] = []
+        self.data: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        found = dict(attrs)
+        if found.get("id") is not None:
+            self.ids.append(str(found["id"]))
+        if tag == "a" and found.get("href") is not None:
+            self.hrefs.append(str(found["href"]))
+        if tag == "img":
+            self.imgs.append(found)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.errors.append(f"self-closing <{tag}/>")  # we write HTML, not XHTML
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            self.errors.append(f"end tag for void element </{tag}>")
+        elif not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.data.append(data)
+
+
+def parse(text: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(text)
+    parser.close()
+    return parser
+
+
+def rgb_image(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((h, w, 3), dtype=np.float32)
+
+
+def build(out_dir: Path) -> Report:
+    """A small report that uses every block, with hostile labels everywhere."""
+    report = Report(f"Demo {EVIL}", subtitle=f"sub {QUOTES}", out_dir=out_dir)
+    top = report.section(f"Tile 3: {EVIL}")
+    top.paragraph(f"text {EVIL} {QUOTES}")
+    top.key_values({f"key {EVIL}": f"value {QUOTES}", "mass": 0.8312, "n": 3, "gone": None})
+    row = top.figure_row(caption=f"Class: {EVIL}")
+    row.figure(rgb_image(), caption=f"HiResCAM {EVIL}", note=f"note {QUOTES}")
+    row.figure(rgb_image(seed=1)[..., 0], caption="grey", name="../../evil")
+    row.figure(np.eye(6, dtype=bool), caption="../../evil", width=120, pixelated=True)
+    top.table(
+        ["method", f"score {EVIL}", "count"],
+        [["HiResCAM", 0.123456, 3], [f"Grad {QUOTES}", float("nan"), None]],
+        caption=f"Table {EVIL}",
+    )
+    sub = top.subsection("Class 2: sebaceous gland")
+    sub.callout(f"Looks at the marker {EVIL}", kind="warning")
+    sub.subsection("Deeper")
+    again = report.section(f"Tile 3: {EVIL}")  # same title: the anchor must still be unique
+    again.callout("fine", kind="ok").preformatted("a\n  b")
+    report.section("toc")  # a title that collides with the page's own ids
+    return report
+
+
+# --------------------------------------------------------------------------------------
+# Structure
+# --------------------------------------------------------------------------------------
+
+
+def test_page_is_balanced_and_well_formed(tmp_path: Path) -> None:
+    path = build(tmp_path / "out").write()
+    assert path == tmp_path / "out" / "report.html"
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")  # UTF-8, or this raises
+    assert text.startswith("<!doctype html>\n")
+    assert '<html lang="en">' in text
+    assert '<meta charset="utf-8">' in text
+    page = parse(text)
+    assert page.errors == []
+    assert page.stack == [], f"unclosed: {page.stack}"
+    assert page.tags.count("html") == page.tags.count("head") == page.tags.count("body") == 1
+    assert page.tags.count("h1") == 1
+
+
+def test_toc_links_resolve_and_ids_are_unique(tmp_path: Path) -> None:
+    report = build(tmp_path / "out")
+    page = parse(report.write().read_text(encoding="utf-8"))
+    assert len(page.ids) == len(set(page.ids)), "duplicate ids"
+    fragments = [h[1:] for h in page.hrefs if h.startswith("#")]
+    assert fragments, "no table of contents"
+    assert set(fragments) <= set(page.ids)
+    anchors = [s.anchor for s in report.sections]
+    nested = [c.anchor for c in report.sections[0].subsections]
+    # one TOC entry per section and per subsection, in order
+    toc_order = list(dict.fromkeys(fragments))
+    assert toc_order == [anchors[0], *nested, "deeper", *anchors[1:]]
+    for anchor in [*anchors, *nested]:
+        assert anchor.replace("-", "").isalnum() and anchor.islower()
+    assert anchors[0] != anchors[1]
+    assert "toc" not in anchors
+
+
+def test_every_image_exists_with_size_and_alt(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = build(out)
+    page = parse(report.write().read_text(encoding="utf-8"))
+    assert len(page.imgs) == 3
+    for img in page.imgs:
+        src = str(img["src"])
+        assert not src.startswith(("/", "file:", "http")), src
+        file = out / unquote(src)
+        assert file.is_file(), src
+        assert int(str(img["width"])) > 0 and int(str(img["height"])) > 0
+        assert img["alt"]
+    figures = report.sections[0]._blocks[2].figures  # type: ignore[attr-defined]
+    first, _, small = figures
+    assert (first.pixel_width, first.pixel_height) == (32, 24)
+    assert (first.width, first.height) == (256, 192)  # the report's default width, aspect kept
+    assert (small.width, small.height, small.pixelated) == (120, 120, True)
+    text = report.path.read_text(encoding="utf-8")
+    assert "32×24 px" in text and "6×6 px" in text
+    assert 'class="fig pixelated"' in text
+
+
+def test_no_network_and_no_script(tmp_path: Path) -> None:
+    text = build(tmp_path / "out").write().read_text(encoding="utf-8")
+    page = parse(text)
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert "http://" not in text and "https://" not in text and "@import" not in text
+    assert "url(" not in text
+
+
+# --------------------------------------------------------------------------------------
+# Escaping and file names
+# --------------------------------------------------------------------------------------
+
+
+def test_user_text_is_escaped(tmp_path: Path) -> None:
+    text = build(tmp_path / "out").write().read_text(encoding="utf-8")
+    assert EVIL not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert QUOTES not in text
+    assert "&amp;&quot;&#x27;" in text
+    page = parse(text)
+    shown = "".join(page.data)
+    assert f"Demo {EVIL}" in shown  # escaped on the wire, intact for the reader
+    assert f"Grad {QUOTES}" in shown
+
+
+def test_file_names_cannot_escape_out_dir(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "out"
+    report = build(out)
+    report.write()
+    source = tmp_path / "src" / f"x <b>{QUOTES}.png"
+    source.parent.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(source)
+    row = report.section("more").figure_row()
+    copied = row.figure(source, caption="../../../../evil")
+    named = row.figure(np.zeros((3, 3)), name="../" * 8 + "etc/passwd", caption="/abs/path")
+    for figure in (copied, named):
+        assert figure.path.resolve().parent == (out / "images").resolve()
+        assert figure.path.name.replace("-", "").replace(".", "").isalnum()
+    everything = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()}
+    outside = {p for p in everything if not p.is_relative_to(out.resolve())}
+    assert outside == {source.resolve()}
+    assert not any("evil" in p.name and not p.is_relative_to(out.resolve()) for p in everything)
+
+
+def test_linked_file_name_is_escaped_and_url_encoded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    weird = folder / f"a{QUOTES} <b> #1%.png"
+    Image.fromarray(np.full((5, 7, 3), 9, np.uint8)).save(weird)
+    report = Report("t", out_dir=out)
+    figure = report.section("s").figure_row().figure(weird, caption=weird.name, copy=False)
+    assert figure.path == weird
+    assert figure.src.startswith("../shared/")
+    assert unquote(figure.src) == f"../shared/{weird.name}"
+    assert "#" not in figure.src and " " not in figure.src and '"' not in figure.src
+    page = parse(report.write().read_text(encoding="utf-8"))
+    (img,) = page.imgs
+    assert (out / unquote(str(img["src"]))).resolve() == weird.resolve()
+    assert img["alt"] == weird.name
+
+
+def test_file_already_inside_out_dir_is_not_copied(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "maps").mkdir(parents=True)
+    inside = out / "maps" / "m.png"
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(inside)
+    report = Report("t", out_dir=out)
+    figure = report.section("s").figure_row().figure(inside)
+    assert figure.src == "maps/m.png"
+    assert not (out / "images").exists()
+
+
+def test_slugify() -> None:
+    assert slugify("Tile 3: tile_3.png") == "tile-3-tile-3-png"
+    assert slugify("Übersicht der Größen") == "ubersicht-der-groen"
+    assert slugify("../../evil") == "evil"
+    assert slugify("<>", "x") == "x"
+    assert slugify("512×512") == "512x512"
+    assert len(slugify("a" * 500)) <= 48
+
+
+# --------------------------------------------------------------------------------------
+# Values, inputs, determinism
+# --------------------------------------------------------------------------------------
+
+
+def test_number_formatting() -> None:
+    assert format_value(float("nan")) == ("–", "na")
+    assert format_value(np.float32("nan")) == ("–", "na")
+    assert format_value(None) == ("–", "na")
+    assert format_value(0.123456) == ("0.123", "num")
+    assert format_value(np.float64(2.5), "{:.1%}") == ("250.0%", "num")
+    assert format_value(7) == ("7", "num")
+    assert format_value(np.int64(-7)) == ("-7", "num")
+    assert format_value(True) == ("True", "text")
+    assert format_value(math.inf) == ("∞", "num")
+    assert format_value(-math.inf) == ("−∞", "num")
+    assert format_value("x") == ("x", "text")
+
+
+def test_table_cells(tmp_path: Path) -> None:
+    report = Report("t", out_dir=tmp_path)
+    report.section("s").table(
+        ["name", "a", "b"],
+        [["x", 1.0, float("nan")], ["y", 0.5, 2.0]],
+        number_format={"b": "{:.1f}"},
+    )
+    text = report.render()
+    assert '<td class="num">1.000</td>' in text
+    assert '<td class="na" title="not available">–</td>' in text
+    assert '<td class="num">2.0</td>' in text
+    assert '<th scope="col" class="num">a</th>' in text  # numeric column: right-aligned
+    assert '<th scope="row">x</th>' in text
+    assert ">nan<" not in text.lower()
+
+
+def test_image_inputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = Report("t", out_dir=out)
+    row = report.section("s").figure_row(width=64)
+    tiff = tmp_path / "in.tif"
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tiff)
+    figures = [
+        row.figure(np.zeros((4, 5, 3), np.uint8)),
+        row.figure(np.ones((4, 5, 1), np.float32)),
+        row.figure(np.zeros((4, 5, 4), np.uint8)),
+        row.figure(np.arange(20, dtype=np.int64).reshape(4, 5)),
+        row.figure(torch.rand(4, 5, 3)),
+        row.figure(Image.new("RGB", (5, 4))),
+        row.figure(tiff),
+    ]
+    for figure in figures[:-1]:
+        assert (figure.pixel_width, figure.pixel_height) == (5, 4)
+        assert (figure.width, figure.height) == (64, 51)
+        with Image.open(figure.path) as saved:
+            assert saved.format == "PNG" and saved.size == (5, 4)
+    assert figures[-1].path.suffix == ".png" and figures[-1].pixel_width == 20
+    with Image.open(figures[1].path) as grey:
+        assert np.asarray(grey).max() == 255
+
+
+def test_bad_inputs_raise_camlens_errors(tmp_path: Path) -> None:
+    report = Report("t", out_dir=tmp_path)
+    section = report.section("s")
+    row = section.figure_row()
+    with pytest.raises(InputShapeError, match="permute"):
+        row.figure(np.zeros((3, 8, 9), np.float32))
+    with pytest.raises(InputShapeError):
+        row.figure(np.zeros((0, 4)))
+    with pytest.raises(InputShapeError, match="mask_to_rgb"):
+        row.figure(np.full((2, 2), 300))
+    with pytest.raises(NonFiniteError):
+        row.figure(np.full((2, 2), np.nan))
+    with pytest.raises(ImageLoadError):
+        row.figure(tmp_path / "missing.png")
+    (tmp_path / "not.png").write_text("hello")
+    with pytest.raises(ImageLoadError):
+        row.figure(tmp_path / "not.png")
+    with pytest.raises(ReportError):
+        row.figure(np.zeros((2, 2)), width=0)
+    with pytest.raises(ReportError):
+        section.callout("x", kind="loud")  # type: ignore[arg-type]
+    with pytest.raises(ReportError, match="row 1"):
+        section.table(["a", "b"], [[1, 2], [3]])
+    with pytest.raises(ReportError):
+        section.table(["a"], [[1]], number_format={"z": "{}"})
+    with pytest.raises(ReportError):
+        Report("t", out_dir=tmp_path, filename="../x.html")
+    with pytest.raises(ReportError):
+        Report("t", out_dir=tmp_path, image_dir="..")
+    assert issubclass(ReportError, CamlensError) and issubclass(ReportError, ValueError)
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    first = build(tmp_path / "one").write()
+    second = build(tmp_path / "two").write()
+    assert first.read_bytes() == second.read_bytes()
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*"))
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*"))
+    assert one == two
+    for rel in one:
+        if (tmp_path / "one" / rel).is_file():
+            assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    again = build(tmp_path / "one").write()  # rewriting in place gives the same bytes too
+    assert again.read_bytes() == second.read_bytes()
+
+
+def test_empty_report(tmp_path: Path) -> None:
+    page = parse(Report("empty", out_dir=tmp_path).write().read_text(encoding="utf-8"))
+    assert page.errors == [] and page.stack == []
+    assert "nav" not in page.tags
+
+
+# --------------------------------------------------------------------------------------
+# A real browser
+# --------------------------------------------------------------------------------------
+
+
+def _chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *extra,
+        url,
+    ]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"chromium did not finish in 120 s: {' '.join(command)}")
+
+
+@pytest.mark.slow
+def test_renders_in_headless_chromium(tmp_path: Path) -> None:
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.skip(
+            "chromium not installed: apt-get install chromium to run the browser render test"
+        )
+    out = tmp_path / "out"
+    report = build(out)
+    green = np.zeros((200, 200, 3), np.uint8)
+    green[..., 1] = 200  # a colour the page itself never uses: seeing it proves images load
+    report.sections[0].figure_row(caption="probe").figure(green, caption="probe")
+    # put the probe first so it is inside the 1200×900 window
+    report.sections[0]._blocks.insert(0, report.sections[0]._blocks.pop())
+    url = report.write().resolve().as_uri()
+
+    shot = tmp_path / "shot.png"
+    run = _chromium(tmp_path, url, f"--screenshot={shot}", "--window-size=1200,900")
+    assert shot.is_file(), run.stderr.decode(errors="replace")[-2000:]
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(np.int16)
+    assert pixels.shape[:2] == (900, 1200)
+    assert pixels.std() > 10, "blank screenshot"
+    probe = (np.abs(pixels - np.array([0, 200, 0])).max(axis=-1) <= 4).sum()
+    assert probe > 0.5 * 200 * 200, f"probe image not rendered ({probe} green pixels)"
+
+    dump = _chromium(tmp_path, url, "--dump-dom")
+    dom = dump.stdout.decode("utf-8", errors="replace")
+    assert "<title>Demo &lt;script&gt;alert(1)&lt;/script&gt;</title>" in dom
+    assert "<script>" not in dom
+    assert dom.count("<img ") == 4
+    assert 'id="toc"' in dom
