@@ -31,6 +31,7 @@ from camlens.engine import (
 from camlens.errors import InputShapeError, ModelOutputError, TargetError
 from camlens.layers import LayerSpec, layer_name, resolve_layers
 from camlens.methods import get_method
+from camlens.metrics.localisation import positive_mass_in_mask
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.postprocess import familiar_maps, upsample
 from camlens.regions import box_mask, largest_component
@@ -179,19 +180,21 @@ def _restrict(masks: torch.Tensor, region: Region | None) -> torch.Tensor:
 
 
 def _positive_share(layer_maps: list[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
-    """Share of positive map mass inside ``masks``: ``(B, K)``, NaN where there is none."""
+    """Share of positive map mass inside ``masks``: ``(B, K)``, NaN where there is none.
+
+    With several layers, each layer's positive part is scaled to a maximum of 1 first, so
+    no layer dominates by the scale of its activations.
+    """
+    if len(layer_maps) == 1:
+        return positive_mass_in_mask(layer_maps[0], masks)
     size = tuple(masks.shape[2:])
-    positive = None
+    scaled = []
     for maps in layer_maps:
-        flat = torch.relu(upsample(maps.flatten(0, 1), size))
-        if len(layer_maps) > 1:  # keep one layer's scale from dominating the others
-            flat = flat / flat.flatten(1).amax(1).clamp_min(1e-30).view(-1, *[1] * len(size))
-        positive = flat if positive is None else positive + flat
-    assert positive is not None
-    positive = positive.reshape(masks.shape)
-    inside = (positive * (masks > 0)).flatten(2).sum(-1)
-    total = positive.flatten(2).sum(-1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.nan)
+        positive = torch.relu(upsample(maps.flatten(0, 1), size))
+        peak = positive.flatten(1).amax(1).clamp_min(1e-30)
+        scaled.append(positive / peak.view(-1, *[1] * len(size)))
+    combined = torch.stack(scaled).sum(0)
+    return positive_mass_in_mask(combined.reshape(masks.shape), masks)
 
 
 def explain_segmentation(
