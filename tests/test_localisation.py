@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from camlens.metrics import positive_mass_in_mask
+from camlens.metrics import dilate, pointing_game, positive_mass_in_mask
 
 
 def test_share_by_hand() -> None:
@@ -31,3 +31,20 @@ def test_no_positive_mass_is_nan() -> None:
 def test_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="leading axes"):
         positive_mass_in_mask(torch.ones(2, 3, 3), torch.ones(3, 3, 3))
+
+
+def test_pointing_game_with_tolerance() -> None:
+    maps = torch.zeros(3, 8, 8)
+    maps[0, 1, 1] = 5.0  # on the mask
+    maps[1, 1, 4] = 5.0  # two pixels to the right of it
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[:, 0:3, 0:3] = True
+    assert pointing_game(maps, masks).tolist() == [True, False, False]  # constant map: miss
+    assert pointing_game(maps, masks, tolerance=2).tolist() == [True, True, False]
+
+
+def test_dilate() -> None:
+    mask = torch.zeros(5, 5, dtype=torch.bool)
+    mask[2, 2] = True
+    assert int(dilate(mask, 1).sum()) == 9
+    assert torch.equal(dilate(mask, 0), mask)

@@ -203,8 +203,7 @@ class BaseCAM:
             for layer, activation, gradient in zip(layers, activations, gradients, strict=True)
         ]
         size = tuple(inputs.shape[2:])
-        with torch.autocast(inputs.device.type, enabled=False):
-            maps = familiar_maps(layer_maps, size)
+        maps = familiar_maps(layer_maps, size)
         return Explanation(
             method=method.name,
             layer_names=names,

@@ -42,7 +42,11 @@ def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def familiar_maps(layer_maps: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
-    """pytorch-grad-cam's final maps ``(B, *size)`` in [0, 1] from signed layer maps."""
-    per_layer = [upsample(min_max(torch.relu(m)), size) for m in layer_maps]
-    aggregated = torch.relu(torch.stack(per_layer, dim=1)).mean(dim=1)
-    return min_max(aggregated)
+    """pytorch-grad-cam's final maps ``(B, *size)`` in [0, 1] from signed layer maps.
+
+    Runs with autocast off, so a caller's mixed-precision region cannot lower its precision.
+    """
+    with torch.autocast(layer_maps[0].device.type, enabled=False):
+        per_layer = [upsample(min_max(torch.relu(m)), size) for m in layer_maps]
+        aggregated = torch.relu(torch.stack(per_layer, dim=1)).mean(dim=1)
+        return min_max(aggregated)

@@ -321,8 +321,7 @@ def explain_segmentation(
                 class_maps = class_maps * len(class_ids)
             per_layer.append(torch.stack(class_maps, dim=1))  # (B, K, *grid)
         layer_maps[method.name] = per_layer
-        with torch.autocast(inputs.device.type, enabled=False):
-            final = familiar_maps([m.flatten(0, 1) for m in per_layer], size)
+        final = familiar_maps([m.flatten(0, 1) for m in per_layer], size)
         maps[method.name] = final.reshape(*per_layer[0].shape[:2], *size)
         shares[method.name] = _positive_share(per_layer, class_masks.detach())
     return SegmentationExplanation(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from camlens.explanation import Explanation
-from camlens.image import mask_to_rgb, overlay, show_cam_on_image, signed_heatmap
+from camlens.image import make_grid, mask_to_rgb, overlay, show_cam_on_image, signed_heatmap
 from camlens.methods import get_method
 from camlens.report.html import Report, Section
 from camlens.segmentation import SegmentationExplanation
@@ -46,6 +46,17 @@ def _signed_row(
         )
 
 
+def _class_name(result: SegmentationExplanation, class_id: int) -> str:
+    names = result.class_names
+    return names[class_id] if names is not None and 0 <= class_id < len(names) else str(class_id)
+
+
+def _legend(names: Sequence[str], colours: np.ndarray) -> np.ndarray:
+    """A column of colour swatches with their class names, as an RGB image."""
+    swatches = [np.broadcast_to(colour, (14, 120, 3)).astype(np.uint8) for colour in colours]
+    return make_grid(swatches, labels=list(names), ncols=1, pad=3)
+
+
 def add_segmentation_image(
     report: Report,
     title: str,
@@ -56,6 +67,7 @@ def add_segmentation_image(
     facts: dict[str, Any] | None = None,
     truth: np.ndarray | None = None,
     name: str = "image",
+    palette: np.ndarray | None = None,
 ) -> Section:
     """Add one image of a :class:`SegmentationExplanation` as a report section.
 
@@ -65,6 +77,7 @@ def add_segmentation_image(
         facts: extra key/values shown at the top (file name, model, ...).
         truth: optional ``(H, W)`` ground-truth labels shown next to the prediction.
         name: prefix of the PNG file names (``<name>-<class>-<method>.png``).
+        palette: ``(C, 3)`` uint8 class colours for the label maps (default: camlens').
     """
     height, width = image.shape[:2]
     section = report.section(title)
@@ -82,14 +95,25 @@ def add_segmentation_image(
     row = section.figure_row(caption="Input and prediction")
     row.figure(image, caption="image", name=name)
     row.figure(
-        overlay(image, mask_to_rgb(predicted), 0.55),
+        overlay(image, mask_to_rgb(predicted, palette), 0.55),
         caption="predicted segmentation",
         name=f"{name}-prediction",
     )
     if truth is not None:
         row.figure(
-            overlay(image, mask_to_rgb(truth), 0.55), caption="ground truth", name=f"{name}-truth"
+            overlay(image, mask_to_rgb(truth, palette), 0.55),
+            caption="ground truth",
+            name=f"{name}-truth",
         )
+    shown = sorted(
+        set(np.unique(predicted).tolist()) | set([] if truth is None else np.unique(truth).tolist())
+    )
+    row.figure(
+        _legend([_class_name(result, c) for c in shown], mask_to_rgb(np.asarray(shown), palette)),
+        caption="classes",
+        name=f"{name}-legend",
+        width=150,
+    )
     pixels = (result.masks[index] > 0).flatten(1).sum(-1).cpu()
     table_rows = []
     for position, class_id in enumerate(result.classes):
