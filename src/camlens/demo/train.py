@@ -1,6 +1,6 @@
 """Train the demo's models on synthetic data and record their validation figures.
 
-    python -m camlens.demo.train [--out src/camlens/demo/weights] [--seg-steps 700]
+    python -m camlens.demo.train [--out src/camlens/demo/weights] [--seg-steps 3000]
 
 Seeded end to end (data, initialisation, batch order) and sized for a laptop CPU: about
 10 minutes on 2 cores. Writes ``segmenter.pt``, ``shortcut_leaky.pt``,
@@ -135,8 +135,8 @@ def _train(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the camlens demo models.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
-    parser.add_argument("--seg-tiles", type=int, default=1600)
-    parser.add_argument("--seg-steps", type=int, default=700)
+    parser.add_argument("--seg-tiles", type=int, default=3000)
+    parser.add_argument("--seg-steps", type=int, default=3000)
     parser.add_argument("--shortcut-count", type=int, default=2000)
     parser.add_argument("--shortcut-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
