@@ -51,6 +51,12 @@ def _class_name(result: SegmentationExplanation, class_id: int) -> str:
     return names[class_id] if names is not None and 0 <= class_id < len(names) else str(class_id)
 
 
+def _highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image inside ``mask``, a dim grey version of it outside."""
+    grey = image.mean(axis=-1, keepdims=True)
+    return np.where(mask[..., None], image, 0.15 + 0.3 * grey).astype(np.float32)
+
+
 def _legend(names: Sequence[str], colours: np.ndarray) -> np.ndarray:
     """A column of colour swatches with their class names, as an RGB image."""
     swatches = [np.broadcast_to(colour, (14, 120, 3)).astype(np.uint8) for colour in colours]
@@ -126,7 +132,7 @@ def add_segmentation_image(
         stem = f"{name}-{class_id}-{name_of_class}"
         row = sub.figure_row(caption=f"{name_of_class}: where each method looks")
         row.figure(
-            overlay(image, mask_to_rgb(mask.astype(np.int64)), 0.5),
+            _highlight(image, mask),
             caption="class mask",
             note=f"{int(pixels[position])} px",
             name=f"{stem}-mask",
