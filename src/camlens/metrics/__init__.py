@@ -1,5 +1,62 @@
-"""Numbers that say whether an explanation can be trusted."""
+"""Numbers that say whether an explanation can be trusted.
 
+* Localisation: :func:`positive_mass_in_mask`, :func:`pointing_game`,
+  :func:`energy_by_region` (inside / near / far shares), and their per-class segmentation
+  forms.
+* Faithfulness: :func:`deletion` / :func:`insertion` curves (RISE), :func:`road`
+  (remove-and-debias with :func:`noisy_linear_imputation`), :func:`confidence_change`
+  (Grad-CAM++'s average drop and increase in confidence).
+* Sanity: :func:`cascading_randomisation` (Adebayo et al.) with :func:`spearman_correlation`
+  and :func:`ssim`.
+* Dataset audit: :func:`audit_dataset` flags classes whose evidence sits in one fixed place
+  off the class (the "marker in the corner" shortcut).
+"""
+
+from camlens.metrics.audit import ClassAudit, DatasetAudit, audit_dataset
+from camlens.metrics.faithfulness import (
+    ConfidenceChange,
+    PerturbationCurve,
+    RoadResult,
+    confidence_change,
+    deletion,
+    insertion,
+    road,
+)
+from camlens.metrics.imputation import noisy_linear_imputation
 from camlens.metrics.localisation import dilate, pointing_game, positive_mass_in_mask
+from camlens.metrics.regions import (
+    energy_by_region,
+    segmentation_energy_by_region,
+    segmentation_pointing_game,
+)
+from camlens.metrics.sanity import (
+    RandomisationResult,
+    cascading_randomisation,
+    parameterised_modules,
+)
+from camlens.metrics.similarity import spearman_correlation, ssim
 
-__all__ = ["dilate", "pointing_game", "positive_mass_in_mask"]
+__all__ = [
+    "ClassAudit",
+    "ConfidenceChange",
+    "DatasetAudit",
+    "PerturbationCurve",
+    "RandomisationResult",
+    "RoadResult",
+    "audit_dataset",
+    "cascading_randomisation",
+    "confidence_change",
+    "deletion",
+    "dilate",
+    "energy_by_region",
+    "insertion",
+    "noisy_linear_imputation",
+    "parameterised_modules",
+    "pointing_game",
+    "positive_mass_in_mask",
+    "road",
+    "segmentation_energy_by_region",
+    "segmentation_pointing_game",
+    "spearman_correlation",
+    "ssim",
+]
