@@ -10,6 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+# The tests run many tiny operations: one intra-op thread avoids oversubscription (and
+# 100× slow-downs of spin-waiting threads) when other processes share the machine's cores.
+torch.set_num_threads(1)
+
 
 class GapLinearNet(nn.Module):
     """conv → ReLU → conv → ReLU → global average pool → linear: the CAM family's textbook

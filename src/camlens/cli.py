@@ -1,4 +1,4 @@
-"""The ``camlens`` command: ``demo``, ``explain`` and ``methods``.
+"""The ``camlens`` command: ``demo``, ``explain``, ``evaluate`` and ``methods``.
 
 ``camlens explain`` runs the library on users' own models and images and writes, into
 ``--out``: ``report.html`` (with its PNG overlays in ``images/``), the raw maps as one
@@ -9,10 +9,12 @@ and listed at the end; the exit status is then 1 (2 for usage and set-up errors)
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ from tqdm import tqdm
 
 from camlens.base import BaseCAM
 from camlens.errors import CamlensError
+from camlens.evaluation import (
+    CLASSIFICATION_METRICS,
+    SEGMENTATION_METRICS,
+    Evaluation,
+    evaluate,
+)
 from camlens.explanation import Explanation
 from camlens.files import collect_images, natural_key
 from camlens.image import load_image, preprocess_image
@@ -31,7 +39,11 @@ from camlens.loading import load_labels, load_model, load_weights
 from camlens.methods import available_methods, get_method
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.report import Report
-from camlens.report.content import add_classification_image, add_segmentation_image
+from camlens.report.content import (
+    add_classification_image,
+    add_metrics_section,
+    add_segmentation_image,
+)
 from camlens.segmentation import explain_segmentation
 from camlens.targets import ClassifierOutputTarget
 
@@ -86,70 +98,28 @@ def _parser() -> argparse.ArgumentParser:
         "Writes PNG overlays, raw maps (.npz), summary.json and report.html into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    explain.add_argument("images", nargs="+", help="image files, folders or glob patterns")
-    explain.add_argument(
-        "--model",
-        required=True,
-        help="factory returning the model: pkg.module:function or path/to/file.py:function",
+    _model_arguments(explain, default_method="hirescam,gradcam")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score explanations: faithfulness and localisation metrics",
+        description="Explain a model on images with several methods and score each map: "
+        "deletion/insertion AUC, ROAD gap, average drop and increase in confidence "
+        "(classifiers); inside/near/far share of evidence, pointing game and deletion/"
+        "insertion AUC per class (segmenters). Prints a table; writes metrics.json, "
+        "metrics.csv and report.html into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    explain.add_argument("--weights", type=Path, help="state dict to load (weights_only)")
-    explain.add_argument(
-        "--layer",
-        required=True,
-        action="append",
-        help="target layer: dotted name such as encoder.layer4 or "
-        "layer4[-1], or 'auto'; repeat for several layers",
+    _model_arguments(evaluate, default_method="gradcam,hirescam")
+    evaluate.add_argument(
+        "--steps", type=int, default=20, help="points of the deletion and insertion curves"
     )
-    explain.add_argument(
-        "--method",
-        default="hirescam,gradcam",
-        help=f"comma-separated methods, from: {', '.join(available_methods())}",
-    )
-    explain.add_argument(
-        "--task",
-        choices=["auto", "seg", "cls"],
-        default="auto",
-        help="segmentation or classification; 'auto' looks at the output",
-    )
-    explain.add_argument(
-        "--class",
-        dest="classes",
-        default=None,
-        help="seg: present | all | ids/names (comma-separated); "
-        "cls: top | ids/names (default: present for seg, top for cls)",
-    )
-    explain.add_argument(
-        "--labels", type=Path, help="JSON list of class names (or mapping id -> name)"
-    )
-    explain.add_argument(
-        "--mean",
-        type=float,
-        nargs=3,
-        default=IMAGENET_MEAN,
-        metavar=("R", "G", "B"),
-        help="normalisation mean",
-    )
-    explain.add_argument(
-        "--std",
-        type=float,
-        nargs=3,
-        default=IMAGENET_STD,
-        metavar=("R", "G", "B"),
-        help="normalisation std",
-    )
-    explain.add_argument(
-        "--size",
+    evaluate.add_argument(
+        "--near",
         type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="resize images to H × W before the model (default: native)",
+        default=8,
+        help="seg: width in px of the 'near' ring around a class mask",
     )
-    explain.add_argument(
-        "--batch-size", type=int, default=4, help="images per forward pass (same-size images only)"
-    )
-    explain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    explain.add_argument("--out", type=Path, required=True, help="output folder")
-    explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser(
         "methods",
@@ -157,6 +127,74 @@ def _parser() -> argparse.ArgumentParser:
         description="List the CAM methods camlens provides.",
     )
     return parser
+
+
+def _model_arguments(parser: argparse.ArgumentParser, default_method: str) -> None:
+    """The arguments ``explain`` and ``evaluate`` share: model, images, preprocessing, output."""
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="factory returning the model: pkg.module:function or path/to/file.py:function",
+    )
+    parser.add_argument("--weights", type=Path, help="state dict to load (weights_only)")
+    parser.add_argument(
+        "--layer",
+        required=True,
+        action="append",
+        help="target layer: dotted name such as encoder.layer4 or "
+        "layer4[-1], or 'auto'; repeat for several layers",
+    )
+    parser.add_argument(
+        "--method",
+        default=default_method,
+        help=f"comma-separated methods, from: {', '.join(available_methods())}",
+    )
+    parser.add_argument(
+        "--task",
+        choices=["auto", "seg", "cls"],
+        default="auto",
+        help="segmentation or classification; 'auto' looks at the output",
+    )
+    parser.add_argument(
+        "--class",
+        dest="classes",
+        default=None,
+        help="seg: present | all | ids/names (comma-separated); "
+        "cls: top | ids/names (default: present for seg, top for cls)",
+    )
+    parser.add_argument(
+        "--labels", type=Path, help="JSON list of class names (or mapping id -> name)"
+    )
+    parser.add_argument(
+        "--mean",
+        type=float,
+        nargs=3,
+        default=IMAGENET_MEAN,
+        metavar=("R", "G", "B"),
+        help="normalisation mean",
+    )
+    parser.add_argument(
+        "--std",
+        type=float,
+        nargs=3,
+        default=IMAGENET_STD,
+        metavar=("R", "G", "B"),
+        help="normalisation std",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize images to H × W before the model (default: native)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="images per forward pass (same-size images only)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -215,14 +253,30 @@ def _unique_stems(paths: list[Path]) -> dict[Path, str]:
 
 
 # -- commands -----------------------------------------------------------------------------------
-def _explain(args: argparse.Namespace) -> int:
+@dataclass
+class _Job:
+    """What ``explain`` and ``evaluate`` set up from their shared arguments."""
+
+    methods: list[str]
+    model: torch.nn.Module
+    device: torch.device
+    labels: list[str] | None
+    layers: Any
+    files: list[Path]
+    loaded: list[tuple[Path, np.ndarray]]
+    failed: list[tuple[str, str]]
+    progress: tqdm
+
+
+def _open(args: argparse.Namespace) -> _Job:
+    """Check the arguments, load the model, weights and labels, read the images."""
     methods = _methods(args.method)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     files, missing = collect_images(args.images)
     failed: list[tuple[str, str]] = list(missing)
     if not files:
-        raise UsageError("no image to explain: " + "; ".join(f"{a}: {r}" for a, r in missing))
+        raise UsageError("no image to use: " + "; ".join(f"{a}: {r}" for a, r in missing))
     device = torch.device(args.device)
     model = load_model(args.model)
     if args.weights is not None:
@@ -232,6 +286,64 @@ def _explain(args: argparse.Namespace) -> int:
     layers = args.layer if len(args.layer) > 1 else args.layer[0]
     if "auto" not in args.layer:
         resolve_layers(model, layers)  # fail early, with close names, before any work
+    progress = tqdm(total=len(files), desc=args.command, unit="image", disable=args.quiet)
+    loaded: list[tuple[Path, np.ndarray]] = []
+    for path in files:
+        try:
+            loaded.append((path, _load(path, args.size)))
+        except CamlensError as error:
+            failed.append((str(path), str(error)))
+            progress.update(1)
+    return _Job(methods, model, device, labels, layers, files, loaded, failed, progress)
+
+
+def _inputs(
+    batch: list[tuple[Path, np.ndarray]], args: argparse.Namespace, device: torch.device
+) -> torch.Tensor:
+    stacked = torch.cat([preprocess_image(image, args.mean, args.std) for _, image in batch])
+    return stacked.to(device)
+
+
+def _task(requested: str, model: torch.nn.Module, inputs: torch.Tensor) -> str:
+    if requested != "auto":
+        return requested
+    with torch.no_grad():
+        return "seg" if is_dense(as_score_tensor(model(inputs[:1]))) else "cls"
+
+
+def _segmentation_classes(args: argparse.Namespace, labels: list[str] | None) -> Any:
+    classes = args.classes or "present"
+    return classes if classes in ("present", "all") else _class_ids(classes, labels)
+
+
+def _classification_targets(
+    args: argparse.Namespace, labels: list[str] | None
+) -> list[ClassifierOutputTarget] | None:
+    spec = args.classes or "top"
+    return None if spec == "top" else [ClassifierOutputTarget(c) for c in _class_ids(spec, labels)]
+
+
+def _finish(report: Report, failed: list[tuple[str, str]], explained: int) -> int:
+    if failed:
+        section = report.section("Skipped inputs")
+        section.table(["input", "reason"], [list(item) for item in failed])
+    page = report.write()
+    print(f"wrote {page} ({explained} explained, {len(failed)} skipped)")
+    for name, reason in failed:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    job = _open(args)
+    methods, model, labels, layers, failed = (
+        job.methods,
+        job.model,
+        job.labels,
+        job.layers,
+        job.failed,
+    )
+    files, progress, device = job.files, job.progress, job.device
     out: Path = args.out
     (out / "raw").mkdir(parents=True, exist_ok=True)
     report = Report("camlens explain", subtitle=f"{args.model} · {', '.join(methods)}", out_dir=out)
@@ -245,25 +357,12 @@ def _explain(args: argparse.Namespace) -> int:
         "failed": [],
     }
     task = args.task
-    progress = tqdm(total=len(files), desc="explaining", unit="image", disable=args.quiet)
-    loaded: list[tuple[Path, np.ndarray]] = []
-    for path in files:
-        try:
-            loaded.append((path, _load(path, args.size)))
-        except CamlensError as error:
-            failed.append((str(path), str(error)))
-            progress.update(1)
-    for batch in _batches(loaded, args.batch_size):
-        inputs = torch.cat([preprocess_image(img, args.mean, args.std) for _, img in batch])
-        inputs = inputs.to(device)
-        if task == "auto":
-            with torch.no_grad():
-                task = "seg" if is_dense(as_score_tensor(model(inputs[:1]))) else "cls"
+    for batch in _batches(job.loaded, args.batch_size):
+        inputs = _inputs(batch, args, device)
+        task = _task(task, model, inputs)
         facts = {"model": args.model}
         if task == "seg":
-            classes: Any = args.classes or "present"
-            if classes not in ("present", "all"):
-                classes = _class_ids(classes, labels)
+            classes = _segmentation_classes(args, labels)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # absent classes: empty masks
                 result = explain_segmentation(
@@ -305,12 +404,7 @@ def _explain(args: argparse.Namespace) -> int:
                 )
                 progress.update(1)
         else:
-            spec = args.classes or "top"
-            targets = (
-                None
-                if spec == "top"
-                else [ClassifierOutputTarget(c) for c in _class_ids(spec, labels)]
-            )
+            targets = _classification_targets(args, labels)
             for target in targets or [None]:
                 explanations: dict[str, Explanation] = {
                     method: BaseCAM(model, layers, method=method).explain(
@@ -340,6 +434,7 @@ def _explain(args: argparse.Namespace) -> int:
                         index,
                         class_names=labels,
                         facts=facts,
+                        name=f"{stem}{suffix}",
                     )
                     summary["images"].append(
                         {
@@ -357,15 +452,87 @@ def _explain(args: argparse.Namespace) -> int:
     progress.close()
     summary["failed"] = [{"input": name, "error": reason} for name, reason in failed]
     summary["images"].sort(key=lambda item: natural_key(item["file"]))
-    if failed:
-        section = report.section("Skipped inputs")
-        section.table(["input", "reason"], [list(item) for item in failed])
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    page = report.write()
-    print(f"wrote {page} ({len(summary['images'])} explained, {len(failed)} skipped)")
-    for name, reason in failed:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return _finish(report, failed, len(summary["images"]))
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table of ``rows`` (floats with 3 decimals), for the terminal."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "–" if value != value else f"{value:.3f}"
+        return str(value)
+
+    body = [[cell(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in body)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in body]
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    job = _open(args)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    total = Evaluation()
+    explained: list[Path] = []
+    task = args.task
+    for batch in _batches(job.loaded, args.batch_size):
+        inputs = _inputs(batch, args, job.device)
+        task = _task(task, job.model, inputs)
+        result = evaluate(
+            job.model,
+            inputs,
+            job.methods,
+            job.layers,
+            task=task,
+            targets=_classification_targets(args, job.labels) if task == "cls" else None,
+            classes=_segmentation_classes(args, job.labels) if task == "seg" else "present",
+            steps=args.steps,
+            near=args.near,
+            mean=args.mean,
+            std=args.std,
+            class_names=job.labels,
+        )
+        total.extend(result, image_offset=len(explained))
+        explained.extend(path for path, _ in batch)
+        job.progress.update(len(batch))
+    job.progress.close()
+    rows = [{"file": str(explained[row["image"]]), **row} for row in total.rows]
+    means = total.means()
+    metrics = list(SEGMENTATION_METRICS if task == "seg" else CLASSIFICATION_METRICS)
+    columns = ["method"] + (["class_name"] if task == "seg" else []) + ["images", *metrics]
+    print(_print_table(means, columns))
+    seconds = {step: round(value, 3) for step, value in total.seconds.items()}
+    print("seconds per step: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "layers": args.layer,
+                "task": task,
+                "methods": job.methods,
+                "means": means,
+                "rows": rows,
+                "seconds": seconds,
+                "failed": [{"input": n, "error": r} for n, r in job.failed],
+            },
+            indent=2,
+            default=float,
+        ),
+        encoding="utf-8",
+    )
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
+        fields = ["file", "image", "method", "class_id", "class_name", *metrics]
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    report = Report(
+        "camlens evaluate", subtitle=f"{args.model} · {', '.join(job.methods)}", out_dir=out
+    )
+    add_metrics_section(report, means, columns, task=task, seconds=seconds, images=len(explained))
+    return _finish(report, job.failed, len(explained))
 
 
 def _list_methods() -> int:
@@ -382,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "explain":
             return _explain(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         if args.command == "demo":
             from camlens.demo.run import run_demo
 

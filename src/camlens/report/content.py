@@ -21,7 +21,7 @@ from camlens.methods import get_method
 from camlens.report.html import Report, Section
 from camlens.segmentation import SegmentationExplanation
 
-__all__ = ["add_classification_image", "add_segmentation_image"]
+__all__ = ["add_classification_image", "add_metrics_section", "add_segmentation_image"]
 
 
 def _title(method: str) -> str:
@@ -209,4 +209,47 @@ def add_classification_image(
         )
         raw[method] = explanation.layer_maps[0][index].cpu().numpy()
     _signed_row(section, "Signed raw maps", raw, name)
+    return section
+
+
+#: What each metric column means, for the report.
+METRIC_HELP = {
+    "deletion_auc": "deletion AUC (lower: removing the top pixels kills the score sooner)",
+    "insertion_auc": "insertion AUC (higher: the top pixels alone restore the score)",
+    "road_gap": "ROAD gap, LeRF − MoRF (higher: more faithful)",
+    "average_drop": "average drop in confidence, % (lower is better)",
+    "increase": "rate of increase in confidence (higher is better)",
+    "inside": "share of positive evidence inside the class mask",
+    "near": "share in a ring around the mask",
+    "far": "share farther away",
+    "pointing_game": "share of maps whose peak lies on the mask",
+}
+
+
+def add_metrics_section(
+    report: Report,
+    means: list[dict[str, Any]],
+    columns: list[str],
+    *,
+    task: str,
+    seconds: dict[str, float],
+    images: int,
+) -> Section:
+    """A section with the mean of every metric per method (and class), and the timings."""
+    section = report.section("Metrics")
+    section.paragraph(
+        f"Means over {images} image(s); "
+        + ("per method and class." if task == "seg" else "per method.")
+        + " "
+        + "; ".join(f"{key}: {text}" for key, text in METRIC_HELP.items() if key in columns)
+        + "."
+    )
+    section.table(
+        columns,
+        [[row.get(c, float("nan")) for c in columns] for row in means],
+        caption="Mean metric per method" + (" and class" if task == "seg" else ""),
+    )
+    section.table(
+        ["step", "seconds"], [[k, v] for k, v in seconds.items()], caption="Time spent per step"
+    )
     return section
