@@ -64,3 +64,8 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
     assert re.search(r"control: lesion", page)
     assert "'leaky' looks at the marker" in page
     assert "'control' looks at the lesion" in page
+    # and so does the dataset audit, for the lesion class, with both methods
+    assert page.count("lesion: SHORTCUT SUSPECTED") == 2
+    assert re.search(
+        r"audit: control · GradCAM\s*lesion: not flagged", re.sub("<[^>]+>", " ", page)
+    )

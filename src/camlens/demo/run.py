@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from camlens.demo.models import SEGMENTER_SIZE, SHORTCUT_SIZE, load_demo_model, recorded_metrics
 from camlens.demo.shortcut import LAYER as SHORTCUT_LAYER
-from camlens.demo.shortcut import shortcut_findings
+from camlens.demo.shortcut import audit_models, shortcut_findings
 from camlens.demo.synthetic import CLASS_COLOURS, CLASS_NAMES, make_dataset
 from camlens.demo.train import normalise
 from camlens.image import show_cam_on_image
@@ -180,6 +180,49 @@ def run_demo(
                 f"of patches, on the marker on {on_marker:.0%}.",
                 kind="ok",
                 title=f"{name}: lesion",
+            )
+    audits = audit_models(models, methods, normalise, seed=seed + 2, count=48, size=SHORTCUT_SIZE)
+    audit = section.subsection("Dataset audit: where does each class's attention sit?")
+    audit.paragraph(
+        "Over 48 patches as the models were trained (the marker on every lesion patch), the "
+        "audit averages each predicted class's maps in image coordinates and flags a class "
+        "whose attention is concentrated, sits in the same place in most images, and lies "
+        "off the class (here: off the lesion masks). See camlens.metrics.audit_dataset."
+    )
+    audit.table(
+        [
+            "model · method",
+            "class",
+            "images",
+            "concentration",
+            "consistency",
+            "overlap with lesion",
+            "flagged",
+        ],
+        [
+            [
+                f"{name} · {_title(method)}",
+                entry.name,
+                entry.count,
+                entry.concentration,
+                entry.consistency,
+                entry.overlap if entry.overlap is not None else float("nan"),
+                "yes" if entry.flagged else "no",
+            ]
+            for (name, method), result in audits.items()
+            for entry in result.classes.values()
+        ],
+        caption="concentration: mean-map mass in its top 10 % of pixels; consistency: share "
+        "of images peaking within 12 px of the mean map's peak; overlap: share of that region "
+        "on the lesion",
+    )
+    for (name, method), result in audits.items():
+        lesion = result.classes.get(1)
+        if lesion is not None:
+            audit.callout(
+                lesion.reason,
+                kind="warning" if lesion.flagged else "ok",
+                title=f"audit: {name} · {_title(method)}",
             )
     for example in range(min(3, len(findings.images))):
         row = section.figure_row(caption=f"Lesion patch {example + 1} (marker top-left)")

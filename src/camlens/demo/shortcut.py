@@ -19,10 +19,10 @@ from torch import nn
 from camlens.base import BaseCAM
 from camlens.demo.synthetic import make_shortcut_dataset
 from camlens.explanation import Explanation
-from camlens.metrics import pointing_game, positive_mass_in_mask
+from camlens.metrics import DatasetAudit, audit_dataset, pointing_game, positive_mass_in_mask
 from camlens.targets import ClassifierOutputTarget
 
-__all__ = ["LAYER", "ShortcutFindings", "shortcut_findings"]
+__all__ = ["LAYER", "ShortcutFindings", "audit_models", "shortcut_findings"]
 
 #: Target layer of the shortcut classifiers: a 12 × 12 grid (8-px cells) for 96-px patches.
 LAYER = "layer2"
@@ -125,3 +125,31 @@ def shortcut_findings(
         marker_area=float(markers[0].float().mean()),
         tolerance=tolerance,
     )
+
+
+def audit_models(
+    models: dict[str, nn.Module],
+    methods: list[str],
+    inputs_from_images,
+    *,
+    seed: int,
+    count: int,
+    size: int,
+    class_names: tuple[str, str] = ("normal", "lesion"),
+) -> dict[tuple[str, str], DatasetAudit]:
+    """The dataset audit (:func:`camlens.metrics.audit_dataset`) of each model and method over
+    ``count`` patches as they were trained (the marker leaking on lesion patches), with the
+    lesion masks as where class "lesion" appears."""
+    data = make_shortcut_dataset(seed, count, size, leak=True)
+    masks = torch.as_tensor(data["lesion_masks"])
+    batches = [
+        (inputs_from_images(data["images"][start : start + 16]), masks[start : start + 16])
+        for start in range(0, count, 16)
+    ]
+    return {
+        (name, method): audit_dataset(
+            model, batches, BaseCAM(model, LAYER, method=method), class_names=class_names
+        )
+        for name, model in models.items()
+        for method in methods
+    }
