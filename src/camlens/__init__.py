@@ -15,13 +15,16 @@ from camlens.api import explain
 from camlens.base import BaseCAM
 from camlens.cams import (
     CAM,
+    AblationCAM,
     EigenCAM,
     EigenGradCAM,
+    FullGrad,
     GradCAM,
     GradCAMElementWise,
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
+    ScoreCAM,
     SegXResCAM,
     XGradCAM,
 )
@@ -33,15 +36,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CAM",
+    "AblationCAM",
     "BaseCAM",
     "EigenCAM",
     "EigenGradCAM",
     "Explanation",
+    "FullGrad",
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
+    "ScoreCAM",
     "SegXResCAM",
     "SegmentationExplanation",
     "XGradCAM",

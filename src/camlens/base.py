@@ -9,6 +9,7 @@ with the signed raw maps on the model's device.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ from camlens.engine import (
     layer_gradients,
     layer_map,
     prepare_input,
+    run_method,
 )
 from camlens.errors import InputShapeError, LayerNotFoundError, TargetError
 from camlens.explanation import Explanation
@@ -35,6 +37,8 @@ from camlens.reshape import ReshapeTransform
 from camlens.targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 __all__ = ["BaseCAM"]
+
+logger = logging.getLogger(__name__)
 
 #: Test-time augmentations of ``aug_smooth``: (horizontal flip, brightness factor).
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple(
@@ -91,9 +95,15 @@ class BaseCAM:
         auto = target_layers == "auto" or (
             not isinstance(target_layers, str | nn.Module) and "auto" in list(target_layers)
         )
-        self._layers: list[nn.Module] | None = (
-            None if auto else resolve_layers(model, target_layers)
-        )
+        self._layers: list[nn.Module] | None
+        if not self.method.uses_target_layers:
+            self._layers = []
+            if not auto and not (isinstance(target_layers, Sequence) and not target_layers):
+                logger.info(
+                    "%s uses no target layers; `target_layers` is ignored", self.method.title
+                )
+        else:
+            self._layers = None if auto else resolve_layers(model, target_layers)
         self._fc_layer = fc_layer
         self.method_options = dict(method_options or {})
         self.outputs: torch.Tensor | None = None
@@ -172,12 +182,17 @@ class BaseCAM:
         method = self.method
         names = [layer_name(self.model, layer) for layer in layers]
         output, activations = forward_capture(
-            self.model, layers, inputs, track_gradients=method.needs_gradients
+            self.model, layers, inputs, track_gradients=method.needs_layer_gradients
         )
+
+        def score_tensor(model_output: Any) -> torch.Tensor:
+            scores = as_score_tensor(model_output)
+            if flipped and is_dense(scores):
+                scores = scores.flip(-1)  # back to the input's orientation
+            return scores
+
         with torch.enable_grad():
-            scores_all = as_score_tensor(output)
-            if flipped and is_dense(scores_all):
-                scores_all = scores_all.flip(-1)  # back to the input's orientation
+            scores_all = score_tensor(output)
             for name, activation in zip(names, activations, strict=True):
                 check_finite(activation, f"the activations of layer {name!r}")
             check_finite(scores_all, "the model output")
@@ -186,22 +201,41 @@ class BaseCAM:
             check_finite(scores, "the target scores")
             gradients: list[torch.Tensor | None] = (
                 list(layer_gradients(scores, activations, names))
-                if method.needs_gradients
+                if method.needs_layer_gradients
                 else [None] * len(layers)
             )
-        layer_maps = [
-            layer_map(
+        if method.runner is not None:
+            raw_maps = run_method(
                 method,
-                layer,
-                activation,
-                gradient,
+                self.model,
+                inputs,
+                layers,
+                names,
+                activations,
+                score_tensor=score_tensor,
+                targets=[[target] for target in resolved],
+                scores=scores.detach().unsqueeze(1),
                 reshape_transform=self.reshape_transform,
                 eigen_smooth=eigen_smooth,
-                class_weights=lambda channels: self._class_weights(resolved, channels),
                 options=self.method_options,
             )
-            for layer, activation, gradient in zip(layers, activations, gradients, strict=True)
-        ]
+            layer_maps = [raw[:, 0] for raw in raw_maps]
+            if method.map_names is not None:
+                names = list(method.map_names)
+        else:
+            layer_maps = [
+                layer_map(
+                    method,
+                    layer,
+                    activation,
+                    gradient,
+                    reshape_transform=self.reshape_transform,
+                    eigen_smooth=eigen_smooth,
+                    class_weights=lambda channels: self._class_weights(resolved, channels),
+                    options=self.method_options,
+                )
+                for layer, activation, gradient in zip(layers, activations, gradients, strict=True)
+            ]
         size = tuple(inputs.shape[2:])
         maps = familiar_maps(layer_maps, size)
         return Explanation(
@@ -294,7 +328,8 @@ class BaseCAM:
         assert reference is not None
         reference.maps = torch.stack([r.maps for r in results]).mean(0)
         reference.layer_maps = [
-            torch.stack([r.layer_maps[i] for r in results]).mean(0) for i in range(len(layers))
+            torch.stack([r.layer_maps[i] for r in results]).mean(0)
+            for i in range(len(reference.layer_maps))
         ]
         reference.extras["aug_smooth"] = list(AUGMENTATIONS)
         return reference

@@ -6,23 +6,29 @@ function in :mod:`camlens.methods`, the machinery in :class:`~camlens.base.BaseC
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
 from camlens.base import BaseCAM
 from camlens.layers import LayerSpec
+from camlens.methods.perturbation import DEFAULT_MEMORY_BUDGET_MB
 from camlens.reshape import ReshapeTransform
 
 __all__ = [
     "CAM",
+    "AblationCAM",
     "EigenCAM",
     "EigenGradCAM",
+    "FullGrad",
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
+    "ScoreCAM",
     "SegXResCAM",
     "XGradCAM",
 ]
@@ -105,3 +111,140 @@ class SegXResCAM(BaseCAM):
             use_cuda,
             method_options={"pool_size": pool_size},
         )
+
+
+class _PerturbationCAM(BaseCAM):
+    """A method that re-runs the model in chunks of perturbed copies.
+
+    ``batch_size`` (copies per forward pass) can be set after construction, as in
+    pytorch-grad-cam (``cam.batch_size = 64``); ``None`` sizes chunks from
+    ``memory_budget_mb``.
+    """
+
+    @property
+    def batch_size(self) -> int | None:
+        """Copies per forward pass, or ``None`` to size chunks from the memory budget."""
+        return self.method_options.get("batch_size")
+
+    @batch_size.setter
+    def batch_size(self, value: int | None) -> None:
+        self.method_options["batch_size"] = value
+
+
+def _options(**options: Any) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if value is not None}
+
+
+class ScoreCAM(_PerturbationCAM):
+    """ScoreCAM (Wang et al., CVPR Workshops 2020): channel weights = softmax over channels of
+    the target scores of the input masked by each channel's upsampled, min-max normalised
+    activation map. See :mod:`camlens.methods.score`.
+
+    Args:
+        model, target_layers, reshape_transform, use_cuda: as for every method.
+        batch_size: masked inputs per forward pass; ``None`` (default) sizes chunks from
+            ``memory_budget_mb``. Settable later as ``cam.batch_size``.
+        memory_budget_mb: approximate extra memory for one chunk of masked inputs.
+        progress: show a tqdm progress bar.
+        top_k: speed-up that trades exactness: mask only the ``top_k`` channels with the
+            largest mean activation (the others get weight 0). Off by default.
+    """
+
+    method_name = "scorecam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        batch_size: int | None = None,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        progress: bool = False,
+        top_k: int | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            target_layers,
+            reshape_transform,
+            use_cuda,
+            method_options=_options(
+                batch_size=batch_size,
+                memory_budget_mb=memory_budget_mb,
+                progress=progress,
+                top_k=top_k,
+            ),
+        )
+
+
+class AblationCAM(_PerturbationCAM):
+    """AblationCAM (Desai & Ramaswamy, WACV 2020): channel weight = relative drop of the
+    target score when the channel is zeroed, ``(y − y_k) / max(|y|, 1e-7)``. See
+    :mod:`camlens.methods.ablation` for the division and for how the model is re-run.
+
+    Args:
+        model, target_layers, reshape_transform: as for every method.
+        ablation_layer: pytorch-grad-cam's module that it swaps into the model; camlens
+            ablates through a temporary hook instead, so this is ignored (with a warning).
+        batch_size: ablated copies per forward pass; ``None`` (default) sizes chunks from
+            ``memory_budget_mb``. Settable later as ``cam.batch_size``.
+        ratio_channels_to_ablate: ablate only this share of the channels, those with the
+            largest mean absolute activation; the others get weight 0 (1.0: all, exact).
+        memory_budget_mb: approximate extra memory for one chunk of ablated copies.
+        progress: show a tqdm progress bar.
+        rerun: ``"auto"`` (re-run only what follows the layer where the model allows it) or
+            ``"full"`` (always re-run the whole model; same maps, slower).
+    """
+
+    method_name = "ablationcam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        ablation_layer: nn.Module | None = None,
+        batch_size: int | None = None,
+        ratio_channels_to_ablate: float = 1.0,
+        *,
+        use_cuda: bool | None = None,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        progress: bool = False,
+        rerun: str = "auto",
+    ) -> None:
+        if ablation_layer is not None:
+            warnings.warn(
+                "`ablation_layer` is ignored: camlens ablates channels through a temporary "
+                "forward hook and never swaps modules in your model (token layers are handled "
+                "through `reshape_transform`).",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__init__(
+            model,
+            target_layers,
+            reshape_transform,
+            use_cuda,
+            method_options=_options(
+                batch_size=batch_size,
+                memory_budget_mb=memory_budget_mb,
+                progress=progress,
+                ratio=ratio_channels_to_ablate,
+                rerun=rerun,
+            ),
+        )
+
+
+class FullGrad(BaseCAM):
+    """FullGrad (Srinivas & Fleuret, NeurIPS 2019): input-gradient × input plus the
+    bias-gradient × bias of every layer with a bias (convolutions, batch norm as an affine
+    layer, linear and norm layers on token grids), each made absolute, min-max normalised per
+    image and upsampled, then summed. See :mod:`camlens.methods.fullgrad`.
+
+    FullGrad uses all bias layers: ``target_layers`` is accepted for pytorch-grad-cam's
+    signature and ignored (logged). The one raw map, at the input's resolution, is named
+    ``"fullgrad(input+biases)"``.
+    """
+
+    method_name = "fullgrad"

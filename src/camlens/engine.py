@@ -1,6 +1,7 @@
 """The steps every explainer shares, as functions: check and place the input, one forward pass
-with captured activations, gradients down to the target layers only, and one layer's signed
-map from a method. :class:`~camlens.base.BaseCAM` (one target per image) and
+with captured activations, gradients down to the target layers only, one layer's signed
+map from a method, or the raw maps of a method that re-runs the model (:func:`run_method`).
+:class:`~camlens.base.BaseCAM` (one target per image) and
 :func:`~camlens.segmentation.explain_segmentation` (every class of a segmentation from one
 forward pass) are both built from these.
 """
@@ -15,7 +16,7 @@ from torch import nn
 
 from camlens.capture import ActivationCapture, borrowed, check_grad_mode
 from camlens.errors import InputShapeError, LayerNeverRanError, NonFiniteError
-from camlens.methods import LayerData, Method, first_principal_component
+from camlens.methods import LayerData, Method, RunContext, first_principal_component
 from camlens.reshape import ReshapeTransform, default_reshape
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "layer_gradients",
     "layer_map",
     "prepare_input",
+    "run_method",
     "to_grid",
 ]
 
@@ -179,6 +181,7 @@ def layer_map(
                 f"reshape_transform gave activations {tuple(activations.shape)} but gradients "
                 f"{tuple(gradients.shape)}; it must treat both the same way."
             )
+    assert method.contributions is not None, f"{method.name} is a runner: use run_method"
     weights = None
     if method.needs_class_weights:
         assert class_weights is not None, f"{method.name} needs class weights"
@@ -188,3 +191,50 @@ def layer_map(
     if method.principal_component or eigen_smooth:
         return first_principal_component(contributions)
     return contributions.sum(dim=1)
+
+
+def run_method(
+    method: Method,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[nn.Module],
+    names: Sequence[str],
+    activations: Sequence[torch.Tensor],
+    *,
+    score_tensor: Callable[[Any], torch.Tensor],
+    targets: Sequence[Sequence[Callable[[torch.Tensor], torch.Tensor]]],
+    scores: torch.Tensor,
+    reshape_transform: ReshapeTransform | None = None,
+    eigen_smooth: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> list[torch.Tensor]:
+    """The raw maps ``(B, K, *grid)`` of a method with a runner (see
+    :class:`~camlens.methods.RunContext`): ``targets`` holds ``K`` targets per image and
+    ``scores`` their ``(B, K)`` values on the unperturbed input."""
+    assert method.runner is not None, f"{method.name} has no runner"
+
+    def reshape(layer: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+        return to_grid(layer, tensor, reshape_transform)
+
+    grids = []
+    for layer, activation in zip(layers, activations, strict=True):
+        dtype = torch.float64 if activation.dtype == torch.float64 else torch.float32
+        grids.append(reshape(layer, activation.detach()).to(dtype))
+    context = RunContext(
+        model=model,
+        inputs=inputs,
+        layers=list(layers),
+        layer_names=list(names),
+        activations=grids,
+        score_tensor=score_tensor,
+        targets=[list(row) for row in targets],
+        scores=scores.detach(),
+        options=dict(options or {}),
+        reshape=reshape,
+        eigen_smooth=eigen_smooth,
+    )
+    maps = method.runner(context)
+    map_names = list(method.map_names) if method.map_names is not None else list(names)
+    for name, raw in zip(map_names, maps, strict=True):
+        check_finite(raw, f"the {method.title} map of {name!r}")
+    return maps

@@ -7,7 +7,9 @@ request, optionally restricted to a box or to the largest connected component. O
 pass serves all classes of the batch; the gradient of each class's score reuses its graph
 (``strategy="loop"``: one backward pass per class over the retained graph;
 ``strategy="batched"``: all classes at once with batched vector-Jacobian products — see
-bench/RESULTS.md for which is faster where). Each class's maps are identical to what a
+bench/RESULTS.md for which is faster where). Perturbation methods (ScoreCAM, AblationCAM)
+score every class from one set of masked or ablated re-runs, and FullGrad takes one
+backward pass per class from one forward pass. Each class's maps are identical to what a
 single-class call with the same mask gives.
 """
 
@@ -27,6 +29,7 @@ from camlens.engine import (
     layer_gradients,
     layer_map,
     prepare_input,
+    run_method,
 )
 from camlens.errors import InputShapeError, ModelOutputError, TargetError
 from camlens.layers import LayerSpec, layer_name, resolve_layers
@@ -52,7 +55,8 @@ class SegmentationExplanation:
         classes: the explained class ids.
         class_names: their names, when given.
         methods: registry names of the methods.
-        layer_names: dotted names of the target layers.
+        layer_names: dotted names of the target layers (methods that use none, such as
+            FullGrad, name their maps in ``extras["map_names"][method]``).
         layer_maps: per method, one ``(B, K, *grid)`` signed, unnormalised map per layer.
         maps: per method, ``(B, K, *input_spatial)`` final maps in [0, 1];
             ``result[method]`` is this tensor.
@@ -114,6 +118,36 @@ class SegmentationExplanation:
                         }
                     )
         return rows
+
+
+class _MaskedClassScore:
+    """Target of a perturbation method: one class's logits summed (or averaged) over a fixed
+    mask, exactly the score :func:`explain_segmentation` computes for that class."""
+
+    def __init__(self, category: int, mask: torch.Tensor, mean: bool) -> None:
+        self.category = category
+        self.mask = mask
+        self.weight = mask.sum().clamp_min(1) if mean else None
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        total = (output[self.category] * self.mask).sum()
+        return total if self.weight is None else total / self.weight
+
+    def __repr__(self) -> str:
+        return f"class {self.category} over its mask"
+
+
+def _class_targets(
+    class_ids: list[int], masks: torch.Tensor, reduction: str
+) -> list[list[_MaskedClassScore]]:
+    """Per image, one target per explained class, for the methods that re-run the model."""
+    return [
+        [
+            _MaskedClassScore(class_id, masks[image, index], reduction == "mean")
+            for index, class_id in enumerate(class_ids)
+        ]
+        for image in range(masks.shape[0])
+    ]
 
 
 def _label_maps(masks: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -227,7 +261,8 @@ def explain_segmentation(
             offset) or ``"mean"`` over the mask.
         region: restrict each class mask to a box ``(top, bottom, left, right)``, a boolean
             mask, or ``"largest-component"`` (its largest connected component).
-        method_options: per method name, its parameters (``{"segxrescam": {"pool_size": 2}}``).
+        method_options: per method name, its parameters (``{"segxrescam": {"pool_size": 2}}``,
+            ``{"scorecam": {"batch_size": 32}}``, ``{"ablationcam": {"ratio": 0.25}}``).
         strategy: ``"loop"`` (a backward pass per class over the retained graph) or
             ``"batched"`` (one batched vector-Jacobian product for all classes).
         class_names: names for reports and records.
@@ -242,9 +277,13 @@ def explain_segmentation(
                 "none. Use gradcam or hirescam (CAM's generalisations)."
             )
     inputs = prepare_input(input_tensor, model)
-    layer_modules = resolve_layers(model, layers, probe_input=inputs[:1])
+    layer_modules = (
+        resolve_layers(model, layers, probe_input=inputs[:1])
+        if any(m.uses_target_layers for m in method_list)
+        else []
+    )
     names = [layer_name(model, layer) for layer in layer_modules]
-    needs_gradients = any(m.needs_gradients for m in method_list)
+    needs_gradients = any(m.needs_layer_gradients for m in method_list)
     output, activations = forward_capture(
         model, layer_modules, inputs, track_gradients=needs_gradients
     )
@@ -297,33 +336,53 @@ def explain_segmentation(
     layer_maps: dict[str, list[torch.Tensor]] = {}
     maps: dict[str, torch.Tensor] = {}
     shares: dict[str, torch.Tensor] = {}
+    map_names: dict[str, list[str]] = {}
     size = tuple(inputs.shape[2:])
+    detached_masks = class_masks.detach()
     for method in method_list:
-        per_layer = []
-        for position, (layer, activation) in enumerate(
-            zip(layer_modules, activations, strict=True)
-        ):
-            # class-agnostic methods (no gradients): one map serves every class
-            gradients = [g[position] for g in per_class] if method.needs_gradients else [None]
-            class_maps = [
-                layer_map(
-                    method,
-                    layer,
-                    activation,
-                    gradient,
-                    reshape_transform=reshape_transform,
-                    eigen_smooth=eigen_smooth,
-                    options=options.get(method.name),
-                )
-                for gradient in gradients
-            ]
-            if len(class_maps) == 1:
-                class_maps = class_maps * len(class_ids)
-            per_layer.append(torch.stack(class_maps, dim=1))  # (B, K, *grid)
+        map_names[method.name] = list(method.map_names or names)
+        if method.runner is not None:
+            uses_layers = method.uses_target_layers
+            per_layer = run_method(
+                method,
+                model,
+                inputs,
+                layer_modules if uses_layers else [],
+                names if uses_layers else [],
+                activations if uses_layers else [],
+                score_tensor=as_score_tensor,
+                targets=_class_targets(class_ids, detached_masks, reduction),
+                scores=scores,
+                reshape_transform=reshape_transform,
+                eigen_smooth=eigen_smooth,
+                options=options.get(method.name),
+            )
+        else:
+            per_layer = []
+            for position, (layer, activation) in enumerate(
+                zip(layer_modules, activations, strict=True)
+            ):
+                # class-agnostic methods (no gradients): one map serves every class
+                gradients = [g[position] for g in per_class] if method.needs_gradients else [None]
+                class_maps = [
+                    layer_map(
+                        method,
+                        layer,
+                        activation,
+                        gradient,
+                        reshape_transform=reshape_transform,
+                        eigen_smooth=eigen_smooth,
+                        options=options.get(method.name),
+                    )
+                    for gradient in gradients
+                ]
+                if len(class_maps) == 1:
+                    class_maps = class_maps * len(class_ids)
+                per_layer.append(torch.stack(class_maps, dim=1))  # (B, K, *grid)
         layer_maps[method.name] = per_layer
         final = familiar_maps([m.flatten(0, 1) for m in per_layer], size)
         maps[method.name] = final.reshape(*per_layer[0].shape[:2], *size)
-        shares[method.name] = _positive_share(per_layer, class_masks.detach())
+        shares[method.name] = _positive_share(per_layer, detached_masks)
     return SegmentationExplanation(
         classes=class_ids,
         class_names=list(class_names) if class_names is not None else None,
@@ -337,5 +396,10 @@ def explain_segmentation(
         outputs=logits.detach(),
         predicted=logits.detach().argmax(dim=1),
         input_size=size,
-        extras={"reduction": reduction, "strategy": strategy, "region": region},
+        extras={
+            "reduction": reduction,
+            "strategy": strategy,
+            "region": region,
+            "map_names": map_names,
+        },
     )
