@@ -111,8 +111,9 @@ def _evaluate_classifier(
         with result.timed("insertion"):
             inserted = insertion(model, inputs, maps, chosen, steps=steps)
         with result.timed("road"):
-            roaded = road(model, inputs, maps, chosen, percentiles=ROAD_PERCENTILES,
-                          tolerance=ROAD_TOLERANCE)
+            roaded = road(
+                model, inputs, maps, chosen, percentiles=ROAD_PERCENTILES, tolerance=ROAD_TOLERANCE
+            )
         with result.timed("confidence"):
             confidence = confidence_change(model, inputs, maps, chosen, mean=mean, std=std)
         for image, target in enumerate(chosen):
