@@ -53,6 +53,9 @@ def test_evaluate_segmentation_cli(workspace: Path, monkeypatch, capsys) -> None
     assert {r["file"] for r in rows} == {"imgs/tile_1.png", "imgs/tile_2.png"}
     assert "Metrics" in (workspace / "ev" / "report.html").read_text()
     assert set(data["seconds"]) == {"explain", "localisation", "deletion", "insertion"}
+    assert set(data["sanity"]) == {"gradcam", "hirescam"}
+    assert all(isinstance(v["flagged"], bool) for v in data["sanity"].values())
+    assert "sanity check, gradcam" in printed
 
 
 def test_evaluate_classifier_engine() -> None:

@@ -30,6 +30,7 @@ from camlens.evaluation import (
     SEGMENTATION_METRICS,
     Evaluation,
     evaluate,
+    sanity_checks,
 )
 from camlens.explanation import Explanation
 from camlens.files import collect_images, natural_key
@@ -113,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     _model_arguments(evaluate, default_method="gradcam,hirescam")
     evaluate.add_argument(
         "--steps", type=int, default=20, help="points of the deletion and insertion curves"
+    )
+    evaluate.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also run the cascading parameter-randomisation sanity check (on the first batch)",
     )
     evaluate.add_argument(
         "--near",
@@ -531,6 +537,45 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = Report(
         "camlens evaluate", subtitle=f"{args.model} · {', '.join(job.methods)}", out_dir=out
     )
+    if args.sanity and job.loaded:
+        first = _inputs(job.loaded[: args.batch_size], args, job.device)
+        checks = sanity_checks(job.model, first, job.methods, job.layers)
+        rows_sanity = []
+        for method, check in checks.items():
+            print(f"sanity check, {method}: {check.reason}")
+            step = check.checked_step
+            rows_sanity.append(
+                [
+                    method,
+                    f"{step + 1} of {len(check.layers)}",
+                    float(check.spearman[step].nanmean()),
+                    float(check.ssim[step].nanmean()),
+                    "yes" if check.flagged else "no",
+                    check.reason,
+                ]
+            )
+        section = report.section("Sanity check: cascading parameter randomisation")
+        section.paragraph(
+            "Adebayo et al. (2018): layers are re-initialised from the output end; a method "
+            "whose maps still resemble the original ones once half of the layers are random "
+            "does not depend on what the model learned, and is flagged."
+        )
+        section.table(
+            ["method", "random layers", "Spearman", "SSIM", "flagged", "reason"], rows_sanity
+        )
+        sanity_json = {
+            row[0]: {
+                "random_layers": row[1],
+                "spearman": row[2],
+                "ssim": row[3],
+                "flagged": row[4] == "yes",
+                "reason": row[5],
+            }
+            for row in rows_sanity
+        }
+        data = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        data["sanity"] = sanity_json
+        (out / "metrics.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     add_metrics_section(report, means, columns, task=task, seconds=seconds, images=len(explained))
     return _finish(report, job.failed, len(explained))
 

@@ -22,8 +22,11 @@ import torch
 from torch import nn
 
 from camlens.base import BaseCAM
+from camlens.defaults import resolve_targets
 from camlens.layers import LayerSpec
 from camlens.metrics import (
+    RandomisationResult,
+    cascading_randomisation,
     confidence_change,
     deletion,
     insertion,
@@ -31,10 +34,17 @@ from camlens.metrics import (
     segmentation_energy_by_region,
     segmentation_pointing_game,
 )
+from camlens.outputs import as_score_tensor
 from camlens.segmentation import explain_segmentation
 from camlens.targets import SemanticSegmentationTarget
 
-__all__ = ["CLASSIFICATION_METRICS", "SEGMENTATION_METRICS", "Evaluation", "evaluate"]
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "SEGMENTATION_METRICS",
+    "Evaluation",
+    "evaluate",
+    "sanity_checks",
+]
 
 CLASSIFICATION_METRICS = ("deletion_auc", "insertion_auc", "road_gap", "average_drop", "increase")
 #: ROAD's removal percentiles and imputation tolerance here: five thresholds, and a solver
@@ -243,3 +253,35 @@ def evaluate(
             model, inputs, methods, layers, targets, steps, mean, std, class_names
         )
     raise ValueError(f"`task` must be 'cls' or 'seg', got {task!r}")
+
+
+def sanity_checks(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    methods: Sequence[str],
+    layers: LayerSpec | Sequence[LayerSpec],
+    *,
+    seed: int = 0,
+) -> dict[str, RandomisationResult]:
+    """Cascading parameter randomisation (Adebayo et al. 2018) of each method on ``inputs``.
+
+    The targets are fixed to what the unchanged model predicts (the top class; for a
+    segmenter the dominant predicted class over its predicted mask), so that the maps of
+    the randomised models answer the same question. The model is restored exactly.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dominant-class note for segmenters
+        targets = resolve_targets(None, as_score_tensor(model.eval()(inputs)))
+    results = {}
+    for method in methods:
+
+        def explain(randomised: nn.Module, images: torch.Tensor, method: str = method):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # empty masks at random
+                explanation = BaseCAM(randomised, layers, method=method).explain(images, targets)
+            if len(explanation.layer_maps) == 1:
+                return explanation.raw_maps()
+            return explanation.maps
+
+        results[method] = cascading_randomisation(model, inputs, explain, seed=seed)
+    return results
