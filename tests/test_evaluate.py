@@ -33,6 +33,7 @@ def test_evaluate_segmentation_cli(workspace: Path, monkeypatch, capsys) -> None
             "labels.json",
             "--steps",
             "8",
+            "--sanity",
             "--out",
             "ev",
             "--quiet",
