@@ -29,7 +29,7 @@ from camlens.engine import (
 )
 from camlens.errors import InputShapeError, LayerNotFoundError, TargetError
 from camlens.explanation import Explanation
-from camlens.layers import LayerSpec, _by_name, layer_name, resolve_layers
+from camlens.layers import LayerSpec, layer_by_name, layer_name, resolve_layers
 from camlens.methods import Method, get_method
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.postprocess import familiar_maps
@@ -266,7 +266,7 @@ class BaseCAM:
     def _linear_layer(self, channels: int) -> nn.Linear:
         spec = self._fc_layer
         if isinstance(spec, str):
-            spec = _by_name(self.model, spec)
+            spec = layer_by_name(self.model, spec)
         if spec is None:
             linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
             matching = [m for m in linears if m.in_features == channels]

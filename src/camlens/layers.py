@@ -22,7 +22,7 @@ from torch import nn
 
 from camlens.errors import LayerNotFoundError
 
-__all__ = ["find_auto_layer", "layer_name", "resolve_layers"]
+__all__ = ["find_auto_layer", "layer_by_name", "layer_name", "resolve_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ def _child(module: nn.Module, key: str) -> nn.Module | None:
     return None
 
 
-def _by_name(model: nn.Module, name: str) -> nn.Module:
+def layer_by_name(model: nn.Module, name: str) -> nn.Module:
+    """The submodule of ``model`` named ``name`` (dotted, with ``[i]`` or ``.i`` indices);
+    an unknown name raises :class:`LayerNotFoundError` listing the closest names."""
     module = model
     for part in _split(name):
         found = _child(module, part)
@@ -92,7 +94,7 @@ def resolve_layers(
                 raise ValueError("target layer 'auto' needs an input to probe the model with")
             module = find_auto_layer(model, probe_input)
         elif isinstance(spec, str):
-            module = _by_name(model, spec)
+            module = layer_by_name(model, spec)
         elif isinstance(spec, nn.Module):
             layer_name(model, spec)  # raises if not a submodule
             module = spec
