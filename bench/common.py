@@ -1,8 +1,9 @@
 """Shared pieces of the benchmarks: the cases (model, layer, input, target), timing, and the
 optional pytorch-grad-cam import.
 
-Timings interleave the contenders repeat by repeat (forward, camlens, pytorch-grad-cam,
-forward, ...) so that drift in machine load hits all of them alike, and report medians.
+Timings interleave the contenders repeat by repeat, rotating their order each repeat, so
+that drift in machine load and the after-effects of one contender on the next hit all of
+them alike, and report medians.
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ def time_interleaved(
         for run in contenders.values():
             run()
     samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
+    names = list(contenders)
+    for repeat in range(repeats):
+        # Rotate the order each repeat, so that no contender always runs right after the
+        # same other one (e.g. after pytorch-grad-cam's full backward, which leaves the
+        # allocator and caches in a state that slows whatever runs next).
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            run()
+            contenders[name]()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 
