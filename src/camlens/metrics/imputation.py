@@ -11,10 +11,11 @@ the mean is renormalised. Multiplying row ``p`` by ``d_p = Σ w_pq`` gives a sym
 system ``(D − W_UU) x_U = W_UK x_K`` that is positive definite whenever every connected
 group of removed pixels touches a kept one (a graph Laplacian with Dirichlet boundary
 values), so it is solved by conjugate gradients with a Jacobi (diagonal) preconditioner.
-The matrix is never formed: applying it is one 3 × 3 convolution, so all images and
-channels of a batch are solved at once on the input's device. Small Gaussian noise is then
-added to the removed pixels (the "noisy" in noisy linear imputation), which keeps a model
-from recognising imputed regions by their smoothness. Kept pixels are returned exactly.
+The matrix is never formed: applying it is a weighted sum of eight shifted copies of the
+field, so all images and channels of a batch are solved at once on the input's device.
+Small Gaussian noise is then added to the removed pixels (the "noisy" in noisy linear
+imputation), which keeps a model from recognising imputed regions by their smoothness. Kept
+pixels are returned exactly.
 """
 
 from __future__ import annotations
@@ -84,12 +85,30 @@ def noisy_linear_imputation(
     dtype = torch.float64 if inputs.dtype == torch.float64 else torch.float32
     values = inputs.to(dtype)
     unknown = removed.unsqueeze(1).to(dtype)  # (B, 1, H, W)
-    kernel = IMPUTATION_WEIGHTS.to(device=inputs.device, dtype=dtype).view(1, 1, 3, 3)
+    weights = (IMPUTATION_WEIGHTS[0, 1].item(), IMPUTATION_WEIGHTS[0, 0].item())  # 1/6, 1/12
 
     def neighbours(field: torch.Tensor) -> torch.Tensor:
-        """Σ_q w_pq field_q for every pixel and channel (zero outside the image)."""
-        flat = field.reshape(-1, 1, height, width)
-        return F.conv2d(flat, kernel, padding=1).view(field.shape)
+        """Σ_q w_pq field_q for every pixel and channel (zero outside the image).
+
+        Eight shifted views of the zero-padded field, not a 3 × 3 ``conv2d``: a
+        single-channel convolution is about 5× slower on CPU for the same sums."""
+        padded = F.pad(field, (1, 1, 1, 1))
+        rows, columns = slice(1, height + 1), slice(1, width + 1)
+        up, down = slice(0, height), slice(2, height + 2)
+        left, right = slice(0, width), slice(2, width + 2)
+        direct = (
+            padded[..., up, columns]
+            + padded[..., down, columns]
+            + padded[..., rows, left]
+            + padded[..., rows, right]
+        )
+        diagonal = (
+            padded[..., up, left]
+            + padded[..., up, right]
+            + padded[..., down, left]
+            + padded[..., down, right]
+        )
+        return direct * weights[0] + diagonal * weights[1]
 
     degree = neighbours(torch.ones(1, 1, height, width, device=inputs.device, dtype=dtype))
     degree = degree.clamp_min(torch.finfo(dtype).tiny)  # only a 1 × 1 image has no neighbour
