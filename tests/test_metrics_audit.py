@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -13,17 +11,6 @@ from camlens.demo.models import load_demo_model
 from camlens.demo.synthetic import make_shortcut_dataset
 from camlens.demo.train import normalise
 from camlens.metrics import audit_dataset
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: one intra-op thread avoids oversubscribing shared CPU cores
-    (with two threads on a busy 2-core runner these tests ran 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SIZE = 16
 

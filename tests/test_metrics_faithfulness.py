@@ -4,7 +4,6 @@ depends only on a known square of the red channel."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,17 +17,6 @@ from camlens.metrics import (
     road,
 )
 from camlens.metrics._scoring import relevance_ranks
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: one intra-op thread avoids oversubscribing shared CPU cores
-    (with two threads on a busy 2-core runner these tests ran 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SIZE = 16
 SQUARE = (slice(4, 8), slice(4, 8))  # 16 of 256 pixels: 1/16 of the image

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from camlens.metrics import noisy_linear_imputation
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: one intra-op thread avoids oversubscribing shared CPU cores
-    (with two threads on a busy 2-core runner these tests ran 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 DIRECT, DIAGONAL = 1 / 6, 1 / 12
 

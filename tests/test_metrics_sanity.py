@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -11,16 +9,6 @@ from camlens import GradCAM
 from camlens.metrics import cascading_randomisation, parameterised_modules
 
 from .conftest import GapLinearNet
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: one intra-op thread avoids oversubscribing shared CPU cores
-    (with two threads on a busy 2-core runner these tests ran 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gradcam(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
