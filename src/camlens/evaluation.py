@@ -173,7 +173,7 @@ def _evaluate_segmenter(
         with result.timed("localisation"):
             regions = segmentation_energy_by_region(explained, method, near)
             hits = segmentation_pointing_game(explained, method, tolerance=near)
-        auc: dict[str, torch.Tensor] = {}
+        auc = torch.full((*present.shape, 2), float("nan"))  # (B, K, deletion/insertion)
         for index, class_id in enumerate(explained.classes):
             images = present[:, index].nonzero().flatten()
             if images.numel() == 0:
@@ -189,16 +189,13 @@ def _evaluate_segmenter(
                 deleted = deletion(model, inputs[images], maps, targets, steps=steps, score="raw")
             with result.timed("insertion"):
                 inserted = insertion(model, inputs[images], maps, targets, steps=steps, score="raw")
-            for position, image in enumerate(images.tolist()):
-                auc[f"{image}/{index}"] = torch.stack(
-                    [deleted.auc[position], inserted.auc[position]]
-                )
+            auc[images.cpu(), index] = torch.stack([deleted.auc, inserted.auc], dim=1).cpu()
         for image in range(inputs.shape[0]):
             for index, class_id in enumerate(explained.classes):
                 if not bool(present[image, index]):
                     continue
                 inside, near_share, far = (float(v) for v in regions[image, index])
-                curves = auc[f"{image}/{index}"]
+                curves = auc[image, index]
                 result.rows.append(
                     {
                         "image": image,
