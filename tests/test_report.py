@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+from fnmatch import fnmatch
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,7 +21,7 @@ import torch
 from PIL import Image
 
 from camlens.errors import CamlensError, ImageLoadError, InputShapeError, NonFiniteError
-from camlens.report import Report, ReportError, format_value, slugify
+from camlens.report import STYLE, Report, ReportError, format_value, slugify
 
 EVIL = "<script>alert(1)</script>"
 QUOTES = "&\"'"
@@ -357,6 +359,62 @@ def test_empty_report(tmp_path: Path) -> None:
     page = parse(Report("empty", out_dir=tmp_path).write().read_text(encoding="utf-8"))
     assert page.errors == [] and page.stack == []
     assert "nav" not in page.tags
+
+
+# --------------------------------------------------------------------------------------
+# Package data and the atomic write
+# --------------------------------------------------------------------------------------
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "camlens" / "report" / "assets"
+
+
+def test_style_sheet_is_package_data_and_inlined(tmp_path: Path) -> None:
+    css = (resources.files("camlens.report") / "assets" / "report.css").read_text("utf-8")
+    assert css.startswith(":root {") and css.endswith("}\n")
+    assert css == STYLE
+    text = Report("t", out_dir=tmp_path).render()
+    assert f"<style>\n{css}</style>" in text
+
+
+def test_assets_are_listed_as_package_data() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = ASSETS.parents[3] / "pyproject.toml"
+    if not (pyproject.is_file() and ASSETS.is_dir()):
+        pytest.skip("not a source checkout")
+    config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["camlens"]
+    assets = sorted(p for p in ASSETS.rglob("*") if p.is_file())
+    assert {p.name for p in assets} >= {"report.css", "page.html"}
+    for asset in assets:
+        relative = asset.relative_to(ASSETS.parents[1]).as_posix()  # report/assets/...
+        assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+def test_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = build(out)
+    report.write()
+    assert sorted(p.name for p in out.iterdir()) == ["images", "report.html"]
+
+
+def test_failed_write_keeps_old_page_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    Report("old", out_dir=out).write()
+    old = (out / "report.html").read_bytes()
+    broken = Report("lone surrogate \ud800", out_dir=out)  # renders, but is not UTF-8
+    with pytest.raises(UnicodeEncodeError):
+        broken.write()
+    assert (out / "report.html").read_bytes() == old
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+
+
+def test_failed_rename_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "report.html").mkdir(parents=True)  # the page's name is taken by a folder
+    with pytest.raises(OSError):
+        Report("t", out_dir=out).write()
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+    assert (out / "report.html").is_dir()
 
 
 # --------------------------------------------------------------------------------------
