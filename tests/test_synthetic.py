@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from camlens.demo import synthetic as syn
+from camlens.demo.stain import STAINS, Staining
+from camlens.demo.tissue import draw_tissue
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,17 @@ def test_tile_shapes_dtypes_ranges(size: int) -> None:
     assert image.min() >= 0.0 and image.max() <= 1.0
     assert labels.min() >= 0 and labels.max() < len(syn.CLASS_NAMES)
     assert image.std() > 0.05  # a picture, not a flat colour
+
+
+def test_tile_is_tissue_then_render() -> None:
+    """The two steps behind make_tile (paint the tissue, then stain it) are usable alone."""
+    image, labels = syn.make_tile(np.random.default_rng(5), 64)
+    rng = np.random.default_rng(5)
+    canvas = draw_tissue(rng, 64)
+    np.testing.assert_array_equal(canvas.labels, labels)
+    assert canvas.conc.shape == (len(STAINS), 64, 64)
+    rendered = Staining.draw(rng).apply(rng, canvas.conc, blur_passes=1)
+    np.testing.assert_array_equal(rendered, image)
 
 
 def test_tile_rejects_tiny_sizes() -> None:

@@ -5,25 +5,31 @@
    target = the class logits summed over the predicted class mask, layer ``encoder.layer4``.
 2. The shortcut case: a classifier trained with a leaking corner marker vs a control.
 3. Everything goes into ``OUT/report.html`` with its PNGs in ``OUT/images``.
+
+:func:`run_demo` runs the steps in that order; each step below adds its part of the report.
+The order of the steps is also the order of the report's sections and image files.
 """
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from torch import nn
 from tqdm import tqdm
 
 from camlens.demo.models import SEGMENTER_SIZE, SHORTCUT_SIZE, load_demo_model, recorded_metrics
 from camlens.demo.shortcut import LAYER as SHORTCUT_LAYER
-from camlens.demo.shortcut import audit_models, shortcut_findings
+from camlens.demo.shortcut import ShortcutFindings, audit_models, shortcut_findings
 from camlens.demo.synthetic import CLASS_COLOURS, CLASS_NAMES, make_dataset
 from camlens.demo.train import normalise
 from camlens.image import show_cam_on_image
 from camlens.methods import get_method
-from camlens.report import Report
+from camlens.report import Report, Section
 from camlens.report.content import add_segmentation_image
-from camlens.segmentation import explain_segmentation
+from camlens.segmentation import SegmentationExplanation, explain_segmentation
 
 __all__ = ["run_demo"]
 
@@ -31,10 +37,24 @@ SEGMENTER_LAYER = "encoder.layer4"
 #: A model whose map peaks on the marker (a box of ~1 % of the image) on more than this share
 #: of lesion patches is flagged as using the shortcut.
 CHEATING_RATE = 0.5
+#: Patches in the dataset audit of the shortcut models.
+AUDIT_PATCHES = 48
+#: Lesion patches shown as figures in the shortcut check.
+SHORTCUT_EXAMPLES = 3
 
 
 def _title(method: str) -> str:
     return get_method(method).title
+
+
+@dataclass(frozen=True)
+class _DemoModels:
+    """The shipped models and the figures recorded when they were trained."""
+
+    segmenter: nn.Module
+    #: The shortcut classifiers by name: "leaky" (trained with the marker leaking), "control".
+    classifiers: dict[str, nn.Module]
+    recorded: dict[str, Any]
 
 
 def run_demo(
@@ -51,16 +71,42 @@ def run_demo(
     if tiles < 1:
         raise ValueError("`tiles` must be at least 1")
     steps = tqdm(total=4, desc="camlens demo", unit="step", disable=not progress)
-    segmenter = load_demo_model("segmenter")
-    models = {name: load_demo_model(f"shortcut_{name}") for name in ("leaky", "control")}
-    recorded = recorded_metrics()
+    models = _load_models()
     steps.update(1)
-
     report = Report(
         "camlens demo",
         subtitle="Where does the model look? Synthetic H&E skin tiles and a shortcut check",
         out_dir=out,
     )
+    _add_about(report, models, methods, tiles, seed)
+    images, labels = make_dataset(seed, tiles, SEGMENTER_SIZE)
+    result = _explain_tiles(models.segmenter, images, methods)
+    steps.update(1)
+    _add_tiles(report, images, labels, result)
+    steps.update(1)
+    _add_shortcut_check(report, models, methods, seed, shortcut_patches)
+    steps.update(1)
+    page = report.write()
+    steps.close()
+    return page
+
+
+# ------------------------------------------------------------------------------------------
+# Segmentation of the skin tiles
+# ------------------------------------------------------------------------------------------
+
+
+def _load_models() -> _DemoModels:
+    """The shipped segmenter and shortcut classifiers, and their recorded metrics."""
+    segmenter = load_demo_model("segmenter")
+    classifiers = {name: load_demo_model(f"shortcut_{name}") for name in ("leaky", "control")}
+    return _DemoModels(segmenter, classifiers, recorded_metrics())
+
+
+def _add_about(
+    report: Report, models: _DemoModels, methods: list[str], tiles: int, seed: int
+) -> None:
+    """The "About this demo" section: what is explained, how, and how good the segmenter is."""
     about = report.section("About this demo")
     about.paragraph(
         "A small DeepLabV3+-style segmenter, trained on synthetic H&E-stained skin tiles "
@@ -70,11 +116,12 @@ def run_demo(
         "class mask (1 = all evidence inside the class). The signed raw maps below them are "
         "the honest, unnormalised view: red is evidence for the class, blue against it."
     )
-    seg_metrics = recorded["segmenter"]
+    seg_metrics = models.recorded["segmenter"]
+    parameters = sum(p.numel() for p in models.segmenter.parameters())
     about.key_values(
         {
             "segmenter": "DeepLabV3+ (ResNet-style encoder, ASPP decoder), "
-            f"{sum(p.numel() for p in segmenter.parameters()):,} parameters",
+            f"{parameters:,} parameters",
             "validation mIoU (recorded at training)": (
                 f"{seg_metrics['miou']:.3f} on {seg_metrics['validation']['count']} tiles"
             ),
@@ -88,19 +135,27 @@ def run_demo(
         caption="Recorded per-class IoU",
     )
 
-    images, labels = make_dataset(seed, tiles, SEGMENTER_SIZE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = explain_segmentation(
-            segmenter,
-            normalise(images),
-            classes="present",
-            methods=methods,
-            layers=SEGMENTER_LAYER,
-            class_names=list(CLASS_NAMES),
-        )
-    steps.update(1)
-    for index in range(tiles):
+
+def _explain_tiles(
+    segmenter: nn.Module, images: np.ndarray, methods: list[str]
+) -> SegmentationExplanation:
+    """Every class present in every tile, explained with each method at the segmenter's
+    last encoder stage."""
+    return explain_segmentation(
+        segmenter,
+        normalise(images),
+        classes="present",
+        methods=methods,
+        layers=SEGMENTER_LAYER,
+        class_names=list(CLASS_NAMES),
+    )
+
+
+def _add_tiles(
+    report: Report, images: np.ndarray, labels: np.ndarray, result: SegmentationExplanation
+) -> None:
+    """One section per tile: the tile, prediction, ground truth and the maps of each class."""
+    for index in range(len(images)):
         add_segmentation_image(
             report,
             f"Tile {index + 1}",
@@ -111,10 +166,21 @@ def run_demo(
             name=f"tile{index + 1}",
             palette=CLASS_COLOURS,
         )
-    steps.update(1)
 
+
+# ------------------------------------------------------------------------------------------
+# The shortcut check
+# ------------------------------------------------------------------------------------------
+
+
+def _add_shortcut_check(
+    report: Report, models: _DemoModels, methods: list[str], seed: int, patches: int
+) -> None:
+    """The section "Is the model cheating?": the leaky and the control classifier on
+    ``patches`` lesion patches carrying the marker (pointing game, verdicts), their recorded
+    accuracies, a dataset audit and a few example maps."""
     findings = shortcut_findings(
-        models, methods, normalise, seed=seed + 1, count=shortcut_patches, size=SHORTCUT_SIZE
+        models.classifiers, methods, normalise, seed=seed + 1, count=patches, size=SHORTCUT_SIZE
     )
     section = report.section("Is the model cheating? The shortcut check")
     section.paragraph(
@@ -126,8 +192,19 @@ def run_demo(
         f"{findings.tolerance} px, one grid cell)? A model that learned the shortcut peaks "
         f"on the marker's box, which covers {findings.marker_area:.1%} of the image."
     )
+    names = list(models.classifiers)
+    _add_recorded_accuracies(section, names, models.recorded)
+    _add_pointing_game(section, findings, names, methods)
+    _add_verdicts(section, findings, names, methods)
+    _add_dataset_audit(section, models.classifiers, methods, seed)
+    _add_shortcut_examples(section, findings, names, methods)
+
+
+def _add_recorded_accuracies(section: Section, names: list[str], recorded: dict[str, Any]) -> None:
+    """Table of each classifier's accuracies recorded at training, with and without the
+    marker, and how often the marker alone makes it say "lesion"."""
     rows = []
-    for name in models:
+    for name in names:
         recorded_shortcut = recorded[f"shortcut_{name}"]
         rows.append(
             [
@@ -144,6 +221,13 @@ def run_demo(
         "patches: accuracy with the leaking marker, without it, and how often stamping the "
         "marker on a lesion-free patch makes the model say 'lesion'",
     )
+
+
+def _add_pointing_game(
+    section: Section, findings: ShortcutFindings, names: list[str], methods: list[str]
+) -> None:
+    """Table, per model and method: how often the map peaks on the marker / the lesion, and
+    the mean share of its positive mass inside each."""
     rows = [
         [
             f"{name} · {_title(method)}",
@@ -152,7 +236,7 @@ def run_demo(
             findings.mean_on_marker(name, method),
             findings.mean_on_lesion(name, method),
         ]
-        for name in models
+        for name in names
         for method in methods
     ]
     section.table(
@@ -162,7 +246,14 @@ def run_demo(
         "whose map peaks on the marker / lesion, and mean share of positive map mass inside "
         "them",
     )
-    for name in models:
+
+
+def _add_verdicts(
+    section: Section, findings: ShortcutFindings, names: list[str], methods: list[str]
+) -> None:
+    """One callout per model: it learned the shortcut when, with any method, its map peaks
+    on the marker on more than :data:`CHEATING_RATE` of the patches."""
+    for name in names:
         on_marker = max(findings.peak_rate(name, m, "marker") for m in methods)
         on_lesion = max(findings.peak_rate(name, m, "lesion") for m in methods)
         if on_marker > CHEATING_RATE:
@@ -181,13 +272,23 @@ def run_demo(
                 kind="ok",
                 title=f"{name}: lesion",
             )
-    audits = audit_models(models, methods, normalise, seed=seed + 2, count=48, size=SHORTCUT_SIZE)
+
+
+def _add_dataset_audit(
+    section: Section, classifiers: dict[str, nn.Module], methods: list[str], seed: int
+) -> None:
+    """Subsection with :func:`camlens.metrics.audit_dataset` of each classifier and method
+    over :data:`AUDIT_PATCHES` training-like patches: a table of every class, and a callout
+    on the lesion class."""
+    audits = audit_models(
+        classifiers, methods, normalise, seed=seed + 2, count=AUDIT_PATCHES, size=SHORTCUT_SIZE
+    )
     audit = section.subsection("Dataset audit: where does each class's attention sit?")
     audit.paragraph(
-        "Over 48 patches as the models were trained (the marker on every lesion patch), the "
-        "audit averages each predicted class's maps in image coordinates and flags a class "
-        "whose attention is concentrated, sits in the same place in most images, and lies "
-        "off the class (here: off the lesion masks). See camlens.metrics.audit_dataset."
+        f"Over {AUDIT_PATCHES} patches as the models were trained (the marker on every lesion "
+        "patch), the audit averages each predicted class's maps in image coordinates and flags "
+        "a class whose attention is concentrated, sits in the same place in most images, and "
+        "lies off the class (here: off the lesion masks). See camlens.metrics.audit_dataset."
     )
     audit.table(
         [
@@ -224,27 +325,32 @@ def run_demo(
                 kind="warning" if lesion.flagged else "ok",
                 title=f"audit: {name} · {_title(method)}",
             )
-    for example in range(min(3, len(findings.images))):
+
+
+def _peak_place(findings: ShortcutFindings, name: str, method: str, example: int) -> str:
+    """Where the map of ``example`` peaks: "marker", "lesion" or "neither"."""
+    if findings.peak_on_marker[name][method][example]:
+        return "marker"
+    if findings.peak_on_lesion[name][method][example]:
+        return "lesion"
+    return "neither"
+
+
+def _add_shortcut_examples(
+    section: Section, findings: ShortcutFindings, names: list[str], methods: list[str]
+) -> None:
+    """A figure row for each of the first :data:`SHORTCUT_EXAMPLES` patches: the patch and
+    every model's and method's map on it, noting where the map peaks."""
+    for example in range(min(SHORTCUT_EXAMPLES, len(findings.images))):
         row = section.figure_row(caption=f"Lesion patch {example + 1} (marker top-left)")
         image = findings.images[example]
         row.figure(image, caption="patch", name=f"shortcut{example + 1}")
-        for name in models:
+        for name in names:
             for method in methods:
                 explanation = findings.explanations[name][method]
                 row.figure(
                     show_cam_on_image(image, explanation.numpy()[example], use_rgb=True),
                     caption=f"{name}: {_title(method)}",
-                    note="peak on "
-                    + (
-                        "marker"
-                        if findings.peak_on_marker[name][method][example]
-                        else "lesion"
-                        if findings.peak_on_lesion[name][method][example]
-                        else "neither"
-                    ),
+                    note=f"peak on {_peak_place(findings, name, method, example)}",
                     name=f"shortcut{example + 1}-{name}-{method}",
                 )
-    steps.update(1)
-    page = report.write()
-    steps.close()
-    return page
