@@ -62,7 +62,7 @@ def main() -> None:
                 case.model(case.inputs)
 
         for method in methods:
-            ours = camlens.BaseCAM(case.model, [case.layer], method=method)
+            ours = camlens.Explainer(case.model, [case.layer], method=method)
             contenders = {
                 "forward": forward,
                 "camlens": lambda ours=ours, case=case: ours(case.inputs, case.targets),

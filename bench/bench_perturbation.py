@@ -123,7 +123,7 @@ def demo_speedups(args: argparse.Namespace) -> dict[str, Any]:
                 classes="present",
                 methods=[method],
                 layers="encoder.layer4",
-                method_options={method: options},
+                options={method: options},
             )
             seconds = time.perf_counter() - start
             maps = result.maps[method].numpy()
@@ -161,7 +161,7 @@ def _contender(args: argparse.Namespace, library: str, case: Any, layer: Any, ta
         if args.budget is not None:
             options["memory_budget_mb"] = args.budget
         method = "ablationcam" if kind == "ablation" else "scorecam"
-        cam = camlens.BaseCAM(case.model, [layer], method=method, method_options=options)
+        cam = camlens.Explainer(case.model, [layer], method=method, options=options)
         return (lambda: cam(case.inputs, targets)), cam
     reference = import_pytorch_grad_cam()
     assert reference is not None, "run with bench/.env-gradcam/bin/python"

@@ -68,7 +68,7 @@ def main() -> int:
             theirs_cam = getattr(reference, class_name)(case.model, [case.layer])
             theirs = theirs_cam(input_tensor=case.inputs, targets=case.targets, **options)
             case.model.zero_grad(set_to_none=True)
-            ours_cam = camlens.BaseCAM(case.model, [case.layer], method=method)
+            ours_cam = camlens.Explainer(case.model, [case.layer], method=method)
             explanation = ours_cam.explain(case.inputs, case.targets, **options)
             diff = float(np.abs(explanation.numpy() - theirs).max())
             flipped = ""

@@ -111,7 +111,7 @@ def test_segxrescam_interpolates_hirescam_and_gradcam(seed: int) -> None:
     target = [lambda out: (out[1] ** 2).sum()]  # a non-linear score: gradients vary in space
 
     def run(method: str, **options):
-        cam = camlens.BaseCAM(model, "features", method=method, method_options=options)
+        cam = camlens.Explainer(model, "features", method=method, options=options)
         return cam.explain(x, target).layer_maps[0]
 
     assert_close(run("segxrescam", pool_size=1), run("hirescam"), rtol=1e-12, atol=1e-12)

@@ -73,6 +73,7 @@ def hand_explanation() -> SegmentationExplanation:
         class_names=None,
         methods=["gradcam"],
         layer_names=["layer"],
+        map_names={"gradcam": ["layer"]},
         layer_maps={"gradcam": [raw]},
         maps={"gradcam": raw.clamp(0, 1)},
         masks=masks,

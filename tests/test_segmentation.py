@@ -14,8 +14,8 @@ from torch.testing import assert_close
 
 import camlens
 from camlens.errors import InputShapeError, ModelOutputError, TargetError
+from camlens.masks import box_mask, connected_components, largest_component
 from camlens.models import tiny_deeplabv3plus, tiny_resnet
-from camlens.regions import box_mask, connected_components, largest_component
 from camlens.targets import SemanticSegmentationTarget
 
 
@@ -52,7 +52,7 @@ def test_each_class_equals_single_class_call(deeplab: nn.Module, strategy: str) 
             targets = [
                 SemanticSegmentationTarget(class_id, predicted[b] == class_id) for b in range(2)
             ]
-            cam = camlens.BaseCAM(deeplab, "encoder.layer4", method=method)
+            cam = camlens.Explainer(deeplab, "encoder.layer4", method=method)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # absent classes: empty masks warn
                 single = cam.explain(x, targets)

@@ -7,15 +7,21 @@ Familiar API (pytorch-grad-cam compatible)::
     with HiResCAM(model=model, target_layers=[model.encoder.layer4]) as cam:
         grayscale_cam = cam(input_tensor=x, targets=targets)[0, :]
 
-Richer API: ``cam.explain(x, targets)`` or ``camlens.explain(model, x, method=..., layers=...)``
-return an :class:`Explanation` with signed raw maps on the model's device.
+Richer API: ``cam.explain(x, targets)``, ``camlens.explain(model, x, method=..., layers=...)``
+or ``camlens.Explainer(model, layers, method)`` return an :class:`Explanation` with signed raw
+maps on the model's device; ``camlens.explain_segmentation`` explains every class of a
+segmentation from one forward pass.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from camlens.api import explain
-from camlens.base import BaseCAM
-from camlens.cams import (
+from camlens.explainer import Explainer
+from camlens.explanation import Explanation
+from camlens.familiar import (
     CAM,
     AblationCAM,
+    BaseCAM,
     EigenCAM,
     EigenGradCAM,
     FullGrad,
@@ -28,11 +34,13 @@ from camlens.cams import (
     SegXResCAM,
     XGradCAM,
 )
-from camlens.explanation import Explanation
 from camlens.methods import available_methods
 from camlens.segmentation import SegmentationExplanation, explain_segmentation
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("camlens")  # the one version source: pyproject.toml
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CAM",
@@ -40,6 +48,7 @@ __all__ = [
     "BaseCAM",
     "EigenCAM",
     "EigenGradCAM",
+    "Explainer",
     "Explanation",
     "FullGrad",
     "GradCAM",

@@ -1,4 +1,4 @@
-"""One-call entry point: ``camlens.explain(model, x, method="hirescam", layers="layer4")``."""
+"""One-call entry point: ``camlens.explain(model, inputs, method="hirescam", layers="layer4")``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from camlens.base import BaseCAM
+from camlens._renamed import renamed_keywords
+from camlens.explainer import Explainer
 from camlens.explanation import Explanation
 from camlens.layers import LayerSpec
 from camlens.reshape import ReshapeTransform
@@ -16,9 +17,10 @@ from camlens.reshape import ReshapeTransform
 __all__ = ["explain"]
 
 
+@renamed_keywords(input_tensor="inputs", method_options="options")
 def explain(
     model: nn.Module,
-    input_tensor: torch.Tensor,
+    inputs: torch.Tensor,
     method: str = "gradcam",
     layers: LayerSpec | Sequence[LayerSpec] = "auto",
     targets: Sequence[Any] | Any | None = None,
@@ -27,30 +29,26 @@ def explain(
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
     fc_layer: nn.Module | str | None = None,
-    method_options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Explanation:
-    """Explain ``input_tensor`` with ``method`` at ``layers`` and return an Explanation.
+    """Explain ``inputs`` with ``method`` at ``layers`` and return an Explanation.
 
     ``method`` is a registry name (``"gradcam"``, ``"hirescam"``, ``"gradcam++"``, ...; see
     :func:`camlens.methods.available_methods`); ``layers`` are modules, dotted names or
     ``"auto"``; ``targets`` are target callables, class indices or ``None`` (the prediction);
-    ``method_options`` are the method's parameters (``{"pool_size": 2}`` for Seg-XRes-CAM,
-    ``{"batch_size": 32}`` or ``{"memory_budget_mb": 1024}`` for ScoreCAM / AblationCAM, ...).
+    ``options`` are the method's declared options (``{"pool_size": 2}`` for Seg-XRes-CAM,
+    ``{"batch_size": 32}`` for ScoreCAM / AblationCAM; ``camlens methods`` lists them);
+    ``fc_layer`` is CAM's ``fc_layer`` option. ``input_tensor=`` and ``method_options=`` are
+    the deprecated spellings of ``inputs=`` and ``options=``.
 
     Example:
         >>> exp = camlens.explain(model, x, method="hirescam", layers="encoder.layer4")
         >>> exp.layer_maps[0].shape  # signed, unnormalised, at the layer's grid
     """
-    if targets is not None and (callable(targets) or isinstance(targets, int)):
-        targets = [targets]
-    explainer = BaseCAM(
-        model,
-        layers,
-        reshape_transform=reshape_transform,
-        method=method,
-        fc_layer=fc_layer,
-        method_options=method_options,
+    merged = dict(options or {})
+    if fc_layer is not None:
+        merged["fc_layer"] = fc_layer
+    explainer = Explainer(
+        model, layers, method, reshape_transform=reshape_transform, options=merged
     )
-    return explainer.explain(
-        input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
-    )
+    return explainer.explain(inputs, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)

@@ -15,7 +15,7 @@ Two guarantees live here and nowhere else:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from camlens.errors import LayerNeverRanError, UnsupportedModeError
-from camlens.layers import layer_name
 
 __all__ = ["ActivationCapture", "borrowed", "check_grad_mode"]
 
@@ -72,28 +71,28 @@ class ActivationCapture:
     def __init__(
         self,
         model: nn.Module,
-        layers: list[nn.Module],
+        layers: Sequence[nn.Module],
+        names: Sequence[str],
         handles: list[RemovableHandle],
         *,
         track_gradients: bool,
     ) -> None:
         self.model = model
-        self.layers = layers
+        self.layers = list(layers)
+        self.names = list(names)
         self.track_gradients = track_gradients
         self.outputs: dict[int, torch.Tensor] = {}
-        self.calls: dict[int, int] = {}
         for index, layer in enumerate(layers):
             handles.append(layer.register_forward_hook(self._hook(index)))
 
-    def _hook(self, index: int):
-        def hook(module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
+    def _hook(self, index: int) -> Callable[..., torch.Tensor | None]:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
             if not isinstance(output, torch.Tensor):
                 raise LayerNeverRanError(
-                    f"target layer {layer_name(self.model, module)!r} returned "
+                    f"target layer {self.names[index]!r} returned "
                     f"{type(output).__name__}, not a tensor; choose a submodule that returns "
                     "a tensor feature map."
                 )
-            self.calls[index] = self.calls.get(index, 0) + 1
             if not self.track_gradients:
                 self.outputs[index] = output.detach()
                 return None
@@ -110,7 +109,7 @@ class ActivationCapture:
         """The recorded outputs, one per target layer (raises if a layer never ran)."""
         missing = [i for i in range(len(self.layers)) if i not in self.outputs]
         if missing:
-            names = ", ".join(repr(layer_name(self.model, self.layers[i])) for i in missing)
+            names = ", ".join(repr(self.names[i]) for i in missing)
             raise LayerNeverRanError(
                 f"target layer(s) {names} did not run during the forward pass of "
                 f"{type(self.model).__name__}; pick a layer on the path from input to output "

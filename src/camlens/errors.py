@@ -16,6 +16,7 @@ __all__ = [
     "LayerNotFoundError",
     "ModelOutputError",
     "NonFiniteError",
+    "OptionError",
     "TargetError",
     "UnknownMethodError",
     "UnsupportedModeError",
@@ -65,3 +66,11 @@ class UnsupportedModeError(CamlensError, RuntimeError):
 
 class ImageLoadError(CamlensError, OSError):
     """An image file cannot be read or converted to RGB."""
+
+
+class OptionError(CamlensError, TypeError, ValueError):
+    """A method option is unknown, of the wrong type or out of range.
+
+    Derives from ``TypeError`` (an unexpected keyword argument) and ``ValueError`` (a bad
+    value), so either ``except`` clause catches it.
+    """

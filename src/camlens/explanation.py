@@ -1,4 +1,12 @@
-"""The result of explaining a batch: raw layer maps, final maps, scores and outputs."""
+"""The result of explaining a batch with one method and one target per image.
+
+:class:`Explanation` is the ``K = 1``, one-method view of the engine's
+:class:`~camlens.engine.BatchResult`; :class:`~camlens.segmentation.SegmentationExplanation`
+is the ``K``-classes, several-methods view. Both read the same way: ``layer_maps`` are the
+signed, unnormalised maps at the layers' resolution, ``maps`` the final maps in [0, 1],
+``map_names[method]`` names the raw maps, and ``raw_maps(method=None, layer=None)``
+upsamples one of them to the input.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from camlens.methods import get_method
 from camlens.postprocess import upsample
 
-__all__ = ["Explanation"]
+__all__ = ["Explanation", "pick_layer"]
+
+
+def pick_layer(names: Sequence[str], layer: int | str | None) -> int:
+    """The index of ``layer`` (an index or a map name) among ``names``; ``None`` requires a
+    single map (raw maps of different layers live on different scales and are never summed
+    silently)."""
+    if layer is None:
+        if len(names) != 1:
+            raise ValueError(f"{len(names)} raw maps: pass `layer=` to pick one of {list(names)}")
+        return 0
+    if isinstance(layer, str):
+        if layer not in names:
+            raise ValueError(f"no raw map named {layer!r}; the maps are {list(names)}")
+        return list(names).index(layer)
+    if not -len(names) <= layer < len(names):
+        raise IndexError(f"layer {layer} is out of range for {len(names)} raw map(s) {list(names)}")
+    return layer
 
 
 @dataclass
@@ -20,7 +46,8 @@ class Explanation:
 
     Attributes:
         method: registry name of the method (``"hirescam"``).
-        layer_names: dotted names of the target layers.
+        layer_names: the names of the raw maps: the target layers' dotted names, or the
+            method's own map names for methods without target layers (FullGrad).
         layer_maps: one ``(B, *grid)`` tensor per target layer: the signed, unnormalised
             map (no ReLU, no scaling) at the layer's resolution.
         maps: ``(B, *input_spatial)`` final maps in [0, 1], what the familiar
@@ -45,20 +72,26 @@ class Explanation:
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
-    def raw_maps(self, layer: int | None = None) -> torch.Tensor:
+    @property
+    def methods(self) -> list[str]:
+        """``[method]``, as in the several-methods results."""
+        return [self.method]
+
+    @property
+    def map_names(self) -> dict[str, list[str]]:
+        """``{method: layer_names}``, as in the several-methods results."""
+        return {self.method: list(self.layer_names)}
+
+    def raw_maps(self, method: str | None = None, layer: int | str | None = None) -> torch.Tensor:
         """Signed, unnormalised maps upsampled to the input size, ``(B, *input_spatial)``.
 
-        ``layer=None`` requires a single target layer (raw maps of different layers live on
-        different scales and are not summed silently).
+        ``method`` may be omitted (or must name this explanation's method); ``layer`` (an
+        index or a name of :attr:`layer_names`) may be omitted when there is one map.
         """
-        if layer is None:
-            if len(self.layer_maps) != 1:
-                raise ValueError(
-                    f"{len(self.layer_maps)} target layers: pass `layer=` to pick one of "
-                    f"{self.layer_names}"
-                )
-            layer = 0
-        return upsample(self.layer_maps[layer], self.input_size)
+        if method is not None and get_method(method).name != self.method:
+            raise ValueError(f"this explanation holds {self.method!r} maps, not {method!r}")
+        index = pick_layer(self.layer_names, layer)
+        return upsample(self.layer_maps[index], self.input_size)
 
     def numpy(self) -> np.ndarray:
         """The final maps as a float32 numpy array ``(B, *input_spatial)``."""

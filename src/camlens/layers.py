@@ -20,7 +20,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from camlens.capture import borrowed
 from camlens.errors import LayerNotFoundError
+from camlens.outputs import as_score_tensor, is_dense
+from camlens.reshape import default_reshape
 
 __all__ = ["find_auto_layer", "layer_by_name", "layer_name", "resolve_layers"]
 
@@ -117,9 +120,6 @@ def find_auto_layer(model: nn.Module, probe_input: torch.Tensor) -> nn.Module:
     Runs one forward and backward pass on ``probe_input`` (the model is left as found:
     hooks removed, training flags restored, ``param.grad`` untouched).
     """
-    from camlens.capture import borrowed  # local: capture imports this module
-    from camlens.outputs import as_score_tensor, is_dense
-    from camlens.reshape import default_reshape
 
     finished: list[tuple[str, nn.Module, torch.Tensor]] = []
     calls: dict[int, int] = {}

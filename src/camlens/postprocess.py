@@ -20,11 +20,15 @@ __all__ = ["familiar_maps", "min_max", "upsample"]
 SCALE_EPSILON = 1e-7
 
 
-def min_max(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each map of ``(B, *grid)`` to [0, 1]: ``(m - min) / (max(m - min) + 1e-7)``."""
+def min_max(maps: torch.Tensor, epsilon: float = SCALE_EPSILON) -> torch.Tensor:
+    """Scale each map of ``(B, *grid)`` to [0, 1]: ``(m - min) / (max - min + epsilon)``.
+
+    The one min–max of camlens; methods that follow a paper's (or pytorch-grad-cam's)
+    constant pass it as ``epsilon`` (ScoreCAM's masks, FullGrad's terms).
+    """
     flat = maps.flatten(1)
     shifted = flat - flat.min(dim=1, keepdim=True).values
-    scaled = shifted / (shifted.max(dim=1, keepdim=True).values + SCALE_EPSILON)
+    scaled = shifted / (shifted.max(dim=1, keepdim=True).values + epsilon)
     return scaled.reshape(maps.shape)
 
 

@@ -15,7 +15,7 @@ single-class call with the same mask gives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,22 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from camlens.engine import (
-    check_finite,
-    forward_capture,
-    layer_gradients,
-    layer_map,
-    prepare_input,
-    run_method,
-)
+from camlens._renamed import renamed_keywords
+from camlens.engine import Strategy, explain_batch, plan_methods, prepare_input
 from camlens.errors import InputShapeError, ModelOutputError, TargetError
+from camlens.explanation import pick_layer
 from camlens.layers import LayerSpec, layer_name, resolve_layers
+from camlens.masks import box_mask, largest_component, positive_mass_in_mask
 from camlens.methods import get_method
-from camlens.metrics.localisation import positive_mass_in_mask
-from camlens.outputs import as_score_tensor, is_dense
-from camlens.postprocess import familiar_maps, upsample
-from camlens.regions import box_mask, largest_component
+from camlens.outputs import is_dense
+from camlens.postprocess import upsample
 from camlens.reshape import ReshapeTransform
+from camlens.target_sets import ClassMaskTargets
+from camlens.targets import class_label
 
 __all__ = ["SegmentationExplanation", "explain_segmentation"]
 
@@ -55,9 +51,10 @@ class SegmentationExplanation:
         classes: the explained class ids.
         class_names: their names, when given.
         methods: registry names of the methods.
-        layer_names: dotted names of the target layers (methods that use none, such as
-            FullGrad, name their maps in ``extras["map_names"][method]``).
-        layer_maps: per method, one ``(B, K, *grid)`` signed, unnormalised map per layer.
+        layer_names: dotted names of the target layers.
+        map_names: per method, the names of its raw maps: the target layers, or the
+            method's own map names for methods without target layers (FullGrad).
+        layer_maps: per method, one ``(B, K, *grid)`` signed, unnormalised map per name.
         maps: per method, ``(B, K, *input_spatial)`` final maps in [0, 1];
             ``result[method]`` is this tensor.
         masks: ``(B, K, *output_spatial)`` the class masks (float weights) the targets used.
@@ -71,6 +68,7 @@ class SegmentationExplanation:
     class_names: list[str] | None
     methods: list[str]
     layer_names: list[str]
+    map_names: dict[str, list[str]]
     layer_maps: dict[str, list[torch.Tensor]]
     maps: dict[str, torch.Tensor]
     masks: torch.Tensor
@@ -86,14 +84,22 @@ class SegmentationExplanation:
 
     def class_label(self, index: int) -> str:
         """The display name of the ``index``-th explained class."""
-        class_id = self.classes[index]
-        if self.class_names is not None and 0 <= class_id < len(self.class_names):
-            return self.class_names[class_id]
-        return f"class {class_id}"
+        return class_label(self.classes[index], self.class_names)
 
-    def raw_maps(self, method: str, layer: int = 0) -> torch.Tensor:
-        """``(B, K, *input_spatial)`` signed, unnormalised maps of one layer, upsampled."""
-        maps = self.layer_maps[get_method(method).name][layer]
+    def raw_maps(self, method: str | None = None, layer: int | str | None = None) -> torch.Tensor:
+        """``(B, K, *input_spatial)`` signed, unnormalised maps of one layer, upsampled.
+
+        ``method`` may be omitted when one method was run, ``layer`` (an index or a name of
+        ``map_names[method]``) when it has one map.
+        """
+        if method is None:
+            if len(self.methods) != 1:
+                raise ValueError(
+                    f"{len(self.methods)} methods: pass `method=`, one of {self.methods}"
+                )
+            method = self.methods[0]
+        name = get_method(method).name
+        maps = self.layer_maps[name][pick_layer(self.map_names[name], layer)]
         batch, classes = maps.shape[:2]
         flat = upsample(maps.flatten(0, 1), self.input_size)
         return flat.reshape(batch, classes, *flat.shape[1:])
@@ -118,36 +124,6 @@ class SegmentationExplanation:
                         }
                     )
         return rows
-
-
-class _MaskedClassScore:
-    """Target of a perturbation method: one class's logits summed (or averaged) over a fixed
-    mask, exactly the score :func:`explain_segmentation` computes for that class."""
-
-    def __init__(self, category: int, mask: torch.Tensor, mean: bool) -> None:
-        self.category = category
-        self.mask = mask
-        self.weight = mask.sum().clamp_min(1) if mean else None
-
-    def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        total = (output[self.category] * self.mask).sum()
-        return total if self.weight is None else total / self.weight
-
-    def __repr__(self) -> str:
-        return f"class {self.category} over its mask"
-
-
-def _class_targets(
-    class_ids: list[int], masks: torch.Tensor, reduction: str
-) -> list[list[_MaskedClassScore]]:
-    """Per image, one target per explained class, for the methods that re-run the model."""
-    return [
-        [
-            _MaskedClassScore(class_id, masks[image, index], reduction == "mean")
-            for index, class_id in enumerate(class_ids)
-        ]
-        for image in range(masks.shape[0])
-    ]
 
 
 def _label_maps(masks: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -231,9 +207,10 @@ def _positive_share(layer_maps: list[torch.Tensor], masks: torch.Tensor) -> torc
     return positive_mass_in_mask(combined.reshape(masks.shape), masks)
 
 
+@renamed_keywords(input_tensor="inputs", method_options="options")
 def explain_segmentation(
     model: nn.Module,
-    input_tensor: torch.Tensor,
+    inputs: torch.Tensor,
     classes: Literal["present", "all"] | Sequence[int] | int = "present",
     methods: Sequence[str] | str = ("gradcam", "hirescam"),
     layers: LayerSpec | Sequence[LayerSpec] = "auto",
@@ -243,15 +220,15 @@ def explain_segmentation(
     region: Region | None = None,
     reshape_transform: ReshapeTransform | None = None,
     eigen_smooth: bool = False,
-    method_options: dict[str, dict[str, Any]] | None = None,
-    strategy: Literal["loop", "batched"] = "loop",
+    options: Mapping[str, Any] | None = None,
+    strategy: Strategy = "loop",
     class_names: Sequence[str] | None = None,
 ) -> SegmentationExplanation:
     """Explain every requested class of each image with one forward pass per batch.
 
     Args:
         model: a segmenter returning ``(B, C, H, W)`` logits (or ``{"out": ...}``, ...).
-        input_tensor: ``(B, 3, H, W)`` images.
+        inputs: ``(B, 3, H, W)`` images.
         classes: ``"present"`` (classes in any image's mask), ``"all"``, or class ids.
         methods: registry names, e.g. ``["gradcam", "hirescam", "segxrescam"]``.
         layers: target layers (modules, dotted names or ``"auto"``).
@@ -261,145 +238,82 @@ def explain_segmentation(
             offset) or ``"mean"`` over the mask.
         region: restrict each class mask to a box ``(top, bottom, left, right)``, a boolean
             mask, or ``"largest-component"`` (its largest connected component).
-        method_options: per method name, its parameters (``{"segxrescam": {"pool_size": 2}}``,
-            ``{"scorecam": {"batch_size": 32}}``, ``{"ablationcam": {"ratio": 0.25}}``).
+        options: the methods' options: flat for one method (``{"pool_size": 2}``), nested by
+            method name for several (``{"segxrescam": {"pool_size": 2}, "scorecam":
+            {"batch_size": 32}}``); flat options with several methods are an error.
         strategy: ``"loop"`` (a backward pass per class over the retained graph) or
             ``"batched"`` (one batched vector-Jacobian product for all classes).
         class_names: names for reports and records.
+
+    ``input_tensor=`` and ``method_options=`` are the deprecated spellings of ``inputs=`` and
+    ``options=``.
     """
-    method_list = [get_method(m) for m in ([methods] if isinstance(methods, str) else methods)]
+    calls = plan_methods([methods] if isinstance(methods, str) else list(methods), options)
     if reduction not in ("sum", "mean"):
         raise ValueError(f"`reduction` must be 'sum' or 'mean', got {reduction!r}")
-    for method in method_list:
-        if method.needs_class_weights:
+    for call in calls:
+        if call.method.class_weights is not None:
             raise TargetError(
-                f"{method.title} needs a linear classifier after global pooling; a segmenter has "
-                "none. Use gradcam or hirescam (CAM's generalisations)."
+                f"{call.method.label} needs a linear classifier after global pooling; a "
+                "segmenter has none. Use gradcam or hirescam (CAM's generalisations)."
             )
-    inputs = prepare_input(input_tensor, model)
+    if strategy not in ("loop", "batched"):
+        raise ValueError(f"`strategy` must be 'loop' or 'batched', got {strategy!r}")
+    inputs = prepare_input(inputs, model)
     layer_modules = (
         resolve_layers(model, layers, probe_input=inputs[:1])
-        if any(m.uses_target_layers for m in method_list)
+        if any(call.method.uses_target_layers for call in calls)
         else []
     )
     names = [layer_name(model, layer) for layer in layer_modules]
-    needs_gradients = any(m.needs_layer_gradients for m in method_list)
-    output, activations = forward_capture(
-        model, layer_modules, inputs, track_gradients=needs_gradients
-    )
-    with torch.enable_grad():
-        logits = as_score_tensor(output)
-        if not is_dense(logits):
-            raise ModelOutputError(
-                f"explain_segmentation needs dense logits (B, C, H, W), got shape "
-                f"{tuple(logits.shape)}; for classifiers use camlens.explain."
-            )
-        for name, activation in zip(names, activations, strict=True):
-            check_finite(activation, f"the activations of layer {name!r}")
-        check_finite(logits, "the model output")
+
+    def make_targets(logits: torch.Tensor) -> ClassMaskTargets:
         labels = _label_maps(masks, logits)
         class_ids = _class_ids(classes, labels, logits.shape[1])
         if not class_ids:
             raise TargetError("no class to explain: the masks contain no valid class id")
         ids = torch.tensor(class_ids, device=labels.device)
         boolean = labels.unsqueeze(1) == ids.view(1, -1, *[1] * (labels.dim() - 1))
-        class_masks = _restrict(boolean, region).to(logits.dtype)
-        selected = logits.index_select(1, ids)  # (B, K, *spatial)
-        scores = (selected * class_masks).flatten(2).sum(-1)
-        if reduction == "mean":
-            scores = scores / class_masks.flatten(2).sum(-1).clamp_min(1)
-        check_finite(scores, "the target scores")
-        per_class: list[list[torch.Tensor | None]]
-        if not needs_gradients:
-            per_class = [[None] * len(layer_modules) for _ in class_ids]
-        elif strategy == "batched":
-            count = len(class_ids)
-            grad_outputs = torch.eye(count, dtype=scores.dtype, device=scores.device)
-            grad_outputs = grad_outputs[:, None, :].expand(count, *scores.shape)
-            stacked = layer_gradients(scores, activations, names, grad_outputs=grad_outputs)
-            per_class = [[g[index] for g in stacked] for index in range(count)]
-        elif strategy == "loop":
-            per_class = [
-                list(
-                    layer_gradients(
-                        scores[:, index],
-                        activations,
-                        names,
-                        retain_graph=index < len(class_ids) - 1,
-                    )
-                )
-                for index in range(len(class_ids))
-            ]
-        else:
-            raise ValueError(f"`strategy` must be 'loop' or 'batched', got {strategy!r}")
-    options = method_options or {}
-    layer_maps: dict[str, list[torch.Tensor]] = {}
-    maps: dict[str, torch.Tensor] = {}
-    shares: dict[str, torch.Tensor] = {}
-    map_names: dict[str, list[str]] = {}
-    size = tuple(inputs.shape[2:])
-    detached_masks = class_masks.detach()
-    for method in method_list:
-        map_names[method.name] = list(method.map_names or names)
-        if method.runner is not None:
-            uses_layers = method.uses_target_layers
-            per_layer = run_method(
-                method,
-                model,
-                inputs,
-                layer_modules if uses_layers else [],
-                names if uses_layers else [],
-                activations if uses_layers else [],
-                score_tensor=as_score_tensor,
-                targets=_class_targets(class_ids, detached_masks, reduction),
-                scores=scores,
-                reshape_transform=reshape_transform,
-                eigen_smooth=eigen_smooth,
-                options=options.get(method.name),
-            )
-        else:
-            per_layer = []
-            for position, (layer, activation) in enumerate(
-                zip(layer_modules, activations, strict=True)
-            ):
-                # class-agnostic methods (no gradients): one map serves every class
-                gradients = [g[position] for g in per_class] if method.needs_gradients else [None]
-                class_maps = [
-                    layer_map(
-                        method,
-                        layer,
-                        activation,
-                        gradient,
-                        reshape_transform=reshape_transform,
-                        eigen_smooth=eigen_smooth,
-                        options=options.get(method.name),
-                    )
-                    for gradient in gradients
-                ]
-                if len(class_maps) == 1:
-                    class_maps = class_maps * len(class_ids)
-                per_layer.append(torch.stack(class_maps, dim=1))  # (B, K, *grid)
-        layer_maps[method.name] = per_layer
-        final = familiar_maps([m.flatten(0, 1) for m in per_layer], size)
-        maps[method.name] = final.reshape(*per_layer[0].shape[:2], *size)
-        shares[method.name] = _positive_share(per_layer, detached_masks)
-    return SegmentationExplanation(
-        classes=class_ids,
-        class_names=list(class_names) if class_names is not None else None,
-        methods=[m.name for m in method_list],
-        layer_names=names,
-        layer_maps=layer_maps,
-        maps=maps,
-        masks=class_masks.detach(),
-        scores=scores.detach(),
-        mass_in_mask=shares,
-        outputs=logits.detach(),
-        predicted=logits.detach().argmax(dim=1),
-        input_size=size,
-        extras={
-            "reduction": reduction,
-            "strategy": strategy,
-            "region": region,
-            "map_names": map_names,
-        },
+        return ClassMaskTargets(class_ids, _restrict(boolean, region).to(logits.dtype), reduction)
+
+    result = explain_batch(
+        model,
+        inputs,
+        calls,
+        layer_modules,
+        names,
+        make_targets,
+        reshape_transform=reshape_transform,
+        eigen_smooth=eigen_smooth,
+        strategy=strategy,
+        check_outputs=_check_dense,
     )
+    targets = result.targets
+    assert isinstance(targets, ClassMaskTargets)
+    class_masks = targets.masks.detach()
+    return SegmentationExplanation(
+        classes=targets.class_ids,
+        class_names=list(class_names) if class_names is not None else None,
+        methods=[call.name for call in calls],
+        layer_names=names,
+        map_names=result.map_names,
+        layer_maps=result.layer_maps,
+        maps=result.maps,
+        masks=class_masks,
+        scores=result.scores,
+        mass_in_mask={
+            name: _positive_share(maps, class_masks) for name, maps in result.layer_maps.items()
+        },
+        outputs=result.outputs,
+        predicted=result.outputs.argmax(dim=1),
+        input_size=result.input_size,
+        extras={"reduction": reduction, "strategy": strategy, "region": region},
+    )
+
+
+def _check_dense(logits: torch.Tensor) -> None:
+    if not is_dense(logits):
+        raise ModelOutputError(
+            f"explain_segmentation needs dense logits (B, C, H, W), got shape "
+            f"{tuple(logits.shape)}; for classifiers use camlens.explain."
+        )

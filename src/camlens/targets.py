@@ -9,6 +9,7 @@ targets here also check their input and say what to fix.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -24,7 +25,29 @@ __all__ = [
     "EmbeddingSimilarityTarget",
     "SemanticSegmentationTarget",
     "SimilarityToConceptTarget",
+    "class_label",
+    "target_score",
 ]
+
+
+def class_label(class_id: int, class_names: Sequence[str] | None) -> str:
+    """The display name of ``class_id``: its entry in ``class_names``, else ``"class N"``."""
+    if class_names is not None and 0 <= class_id < len(class_names):
+        return str(class_names[class_id])
+    return f"class {class_id}"
+
+
+def target_score(target: Any, output: torch.Tensor, where: str) -> torch.Tensor:
+    """``target(output)`` as a 0-d tensor; anything else is a :class:`TargetError` naming
+    ``where`` (e.g. ``"target 2"``). The one place that checks what a target returns."""
+    value = target(output)
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise TargetError(
+            f"{where} ({target!r}) returned {shape}; a target must return one scalar tensor "
+            "per image."
+        )
+    return value.reshape(())
 
 
 def _class_scores(output: torch.Tensor, category: int, what: str, axis: int = 0) -> torch.Tensor:
@@ -91,7 +114,11 @@ class SemanticSegmentationTarget:
     ``"mean"`` divides by the mask's total weight, making scores comparable across regions
     of different sizes. ``mask`` may be numpy or torch, boolean or float (soft masks
     weight pixels), on any device; it must have the output's spatial shape. An empty mask
-    gives a score of zero (and so an all-zero map) with a warning, never NaN.
+    gives a score of zero (and so an all-zero gradient map) with a warning, never NaN.
+
+    Calling it involves no data-dependent branch, so perturbation methods score many outputs
+    at once with ``torch.vmap``. ``warn_if_empty=False`` silences the empty-mask warning for
+    callers that report empty classes themselves.
     """
 
     def __init__(
@@ -99,12 +126,16 @@ class SemanticSegmentationTarget:
         category: int,
         mask: Any,
         reduction: Literal["sum", "mean"] = "sum",
+        *,
+        warn_if_empty: bool = True,
     ) -> None:
         if reduction not in ("sum", "mean"):
             raise ValueError(f"`reduction` must be 'sum' or 'mean', got {reduction!r}")
         self.category = int(category)
         self.mask = _as_mask(mask)
         self.reduction = reduction
+        self.empty = not bool(self.mask.sum() != 0)
+        self.warn_if_empty = warn_if_empty
         self._cache: tuple[torch.device, torch.dtype, torch.Tensor] | None = None
 
     def _mask_like(self, scores: torch.Tensor) -> torch.Tensor:
@@ -129,17 +160,17 @@ class SemanticSegmentationTarget:
                 "size (nearest-neighbour for label masks)."
             )
         mask = self._mask_like(scores)
-        weight = mask.sum()
-        if not bool(weight != 0):
-            warnings.warn(
-                f"{name}(category={self.category}): the mask is empty, so the score is 0 and the "
-                "map is all zeros.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return (scores * mask).sum()
         total = (scores * mask).sum()
-        return total / weight if self.reduction == "mean" else total
+        if self.empty:
+            if self.warn_if_empty:
+                warnings.warn(
+                    f"{name}(category={self.category}): the mask is empty, so the score is 0 "
+                    "and gradient maps are all zeros.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return total
+        return total / mask.sum() if self.reduction == "mean" else total
 
     def __repr__(self) -> str:
         pixels = int((self.mask != 0).sum())

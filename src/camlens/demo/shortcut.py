@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from camlens.base import BaseCAM
 from camlens.demo.synthetic import make_shortcut_dataset
+from camlens.explainer import Explainer
 from camlens.explanation import Explanation
 from camlens.metrics import DatasetAudit, audit_dataset, pointing_game, positive_mass_in_mask
 from camlens.targets import ClassifierOutputTarget
@@ -101,7 +101,7 @@ def shortcut_findings(
         explanations[name], on_marker[name], on_lesion[name] = {}, {}, {}
         peak_marker[name], peak_lesion[name] = {}, {}
         for method in methods:
-            explanation = BaseCAM(model, LAYER, method=method).explain(
+            explanation = Explainer(model, LAYER, method).explain(
                 inputs, [ClassifierOutputTarget(LESION)]
             )
             raw = explanation.layer_maps[0]
@@ -148,7 +148,7 @@ def audit_models(
     ]
     return {
         (name, method): audit_dataset(
-            model, batches, BaseCAM(model, LAYER, method=method), class_names=class_names
+            model, batches, Explainer(model, LAYER, method), class_names=class_names
         )
         for name, model in models.items()
         for method in methods

@@ -58,6 +58,7 @@ from torch import nn
 
 from camlens.errors import InputShapeError
 from camlens.methods.perturbation import (
+    RERUN_OPTIONS,
     WORKING_MEMORY_FACTOR,
     Footprint,
     ForwardFailed,
@@ -65,12 +66,11 @@ from camlens.methods.perturbation import (
     chunk_size,
     probe_footprint,
     ratio_count,
-    read_options,
     reruns,
     select_channels,
     weighted_maps,
 )
-from camlens.methods.registry import Method, RunContext, register
+from camlens.methods.registry import Method, Option, RunContext, register
 
 __all__ = ["ABLATION_EPSILON", "ablationcam", "channel_positions"]
 
@@ -212,9 +212,7 @@ class _LayerAblation:
 
 def ablationcam(context: RunContext) -> list[torch.Tensor]:
     """AblationCAM maps ``(B, K, *grid)``, one per target layer (see the module docstring)."""
-    options = read_options(context.options, "AblationCAM", ratio=1.0, rerun="auto")
-    if options["rerun"] not in ("auto", _FULL):
-        raise ValueError(f"`rerun` must be 'auto' or 'full', got {options['rerun']!r}")
+    options = context.options
     inputs = context.inputs
     batch = inputs.shape[0]
     orders = [
@@ -234,7 +232,7 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
         )
     maps = []
     total = batch * sum(int(order.shape[1]) for order in orders)
-    with reruns(context, title="AblationCAM", total=total) as run:
+    with reruns(context, description="AblationCAM", total=total) as run:
         for index, (activations, order) in enumerate(zip(context.activations, orders, strict=True)):
             sizes = _chunk_sizes(options, footprint, index, activations, inputs)
             ablation = _LayerAblation(context, index, run)
@@ -307,8 +305,29 @@ register(
     Method(
         name="ablationcam",
         runner=ablationcam,
+        options=(
+            *RERUN_OPTIONS,
+            Option(
+                name="ratio",
+                kind=float,
+                default=1.0,
+                minimum=0,
+                exclusive_minimum=True,
+                maximum=1,
+                help="ablate only this share of the strongest channels (faster, not exact)",
+            ),
+            Option(
+                name="rerun",
+                kind=str,
+                default="auto",
+                choices=("auto", "full"),
+                help="auto: re-run only what follows the layer where possible; full: always "
+                "the whole model (same maps)",
+            ),
+        ),
         needs_gradients=False,
-        title="AblationCAM",
+        label="Ablation-CAM",
+        class_name="AblationCAM",
         reference="Desai & Ramaswamy, WACV 2020",
     )
 )

@@ -62,7 +62,8 @@ register(
         contributions=eigencam,
         needs_gradients=False,
         principal_component=True,
-        title="EigenCAM",
+        label="Eigen-CAM",
+        class_name="EigenCAM",
         reference="Muhammad & Yeasin, IJCNN 2020",
     )
 )
@@ -72,7 +73,8 @@ register(
         contributions=eigengradcam,
         needs_gradients=True,
         principal_component=True,
-        title="EigenGradCAM",
+        label="EigenGrad-CAM",
+        class_name="EigenGradCAM",
         reference="Muhammad & Yeasin, IJCNN 2020",
     )
 )

@@ -48,6 +48,7 @@ from camlens.capture import borrowed
 from camlens.errors import InputShapeError, TargetError
 from camlens.methods.registry import Method, RunContext, register
 from camlens.outputs import as_score_tensor
+from camlens.postprocess import min_max
 from camlens.reshape import tokens_to_grid
 
 __all__ = [
@@ -229,12 +230,7 @@ def _as_grid(term: BiasTerm, spatial_dims: int) -> torch.Tensor | None:
 
 def _normalised(term: torch.Tensor) -> torch.Tensor:
     """ψ without the upsampling: absolute value, then min-max per image over everything."""
-    magnitude = term.abs()
-    flat = magnitude.flatten(1)
-    low = flat.min(dim=1).values
-    high = flat.max(dim=1).values
-    shape = (-1,) + (1,) * (term.dim() - 1)
-    return (magnitude - low.view(shape)) / (high - low + FULLGRAD_EPSILON).view(shape)
+    return min_max(term.abs(), FULLGRAD_EPSILON)
 
 
 def saliency(decomposition: FullGradDecomposition, size: tuple[int, ...]) -> torch.Tensor:
@@ -268,8 +264,6 @@ def saliency(decomposition: FullGradDecomposition, size: tuple[int, ...]) -> tor
 
 def fullgrad(context: RunContext) -> list[torch.Tensor]:
     """The FullGrad map ``(B, K, *input_spatial)`` (one map, named :data:`MAP_NAME`)."""
-    if context.options:
-        raise TypeError(f"FullGrad takes no options, got {sorted(context.options)}")
     if context.eigen_smooth:
         logger.info("FullGrad: eigen_smooth does not apply and is ignored")
     size = tuple(context.inputs.shape[2:])
@@ -289,7 +283,8 @@ register(
         runner=fullgrad,
         needs_gradients=True,
         map_names=(MAP_NAME,),
-        title="FullGrad",
+        label="FullGrad",
+        class_name="FullGrad",
         reference="Srinivas & Fleuret, NeurIPS 2019",
     )
 )

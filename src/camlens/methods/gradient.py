@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from camlens.methods.registry import LayerData, Method, register
+from camlens.methods.registry import LayerData, Method, Option, register
 
-__all__ = ["PLUSPLUS_EPSILON", "XGRAD_EPSILON"]
+__all__ = ["PLUSPLUS_EPSILON", "POOL_SIZE", "XGRAD_EPSILON"]
 
 #: Stabilisers in the denominators of Grad-CAM++ and XGrad-CAM: the values pytorch-grad-cam
 #: 1.5 uses, so that maps agree with it.
@@ -111,21 +111,60 @@ def segxrescam(data: LayerData, pool_size: int = 2) -> torch.Tensor:
     return pooled * data.activations
 
 
-for _name, _function, _title, _reference in [
-    ("gradcam", gradcam, "GradCAM", "Selvaraju et al., ICCV 2017"),
-    ("hirescam", hirescam, "HiResCAM", "Draelos & Carin, arXiv:2011.08891, 2020"),
-    ("gradcam_elementwise", gradcam_elementwise, "GradCAMElementWise", "Draelos & Carin, 2020"),
-    ("gradcam++", gradcam_plusplus, "GradCAMPlusPlus", "Chattopadhay et al., WACV 2018"),
-    ("xgradcam", xgradcam, "XGradCAM", "Fu et al., BMVC 2020"),
-    ("layercam", layercam, "LayerCAM", "Jiang et al., IEEE TIP 2021"),
-    ("segxrescam", segxrescam, "SegXResCAM", "Hasany et al., CVPR Workshops 2023"),
+#: Seg-XRes-CAM's block size, declared once for the registry, the CLI and ``camlens methods``.
+POOL_SIZE = Option(
+    name="pool_size",
+    kind=int,
+    default=2,
+    minimum=1,
+    help="gradients are averaged in pool_size × pool_size blocks (1 = HiResCAM)",
+)
+
+for _name, _function, _label, _class_name, _reference, _options in [
+    ("gradcam", gradcam, "Grad-CAM", "GradCAM", "Selvaraju et al., ICCV 2017", ()),
+    (
+        "hirescam",
+        hirescam,
+        "HiResCAM",
+        "HiResCAM",
+        "Draelos & Carin, arXiv:2011.08891, 2020",
+        (),
+    ),
+    (
+        "gradcam_elementwise",
+        gradcam_elementwise,
+        "Grad-CAM element-wise",
+        "GradCAMElementWise",
+        "Draelos & Carin, 2020",
+        (),
+    ),
+    (
+        "gradcam++",
+        gradcam_plusplus,
+        "Grad-CAM++",
+        "GradCAMPlusPlus",
+        "Chattopadhay et al., WACV 2018",
+        (),
+    ),
+    ("xgradcam", xgradcam, "XGrad-CAM", "XGradCAM", "Fu et al., BMVC 2020", ()),
+    ("layercam", layercam, "LayerCAM", "LayerCAM", "Jiang et al., IEEE TIP 2021", ()),
+    (
+        "segxrescam",
+        segxrescam,
+        "Seg-XRes-CAM",
+        "SegXResCAM",
+        "Hasany et al., CVPR Workshops 2023",
+        (POOL_SIZE,),
+    ),
 ]:
     register(
         Method(
             name=_name,
+            label=_label,
+            class_name=_class_name,
+            reference=_reference,
             contributions=_function,
             needs_gradients=True,
-            title=_title,
-            reference=_reference,
+            options=_options,
         )
     )

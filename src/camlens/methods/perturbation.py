@@ -4,8 +4,8 @@ A perturbation method explains a target by re-running the model on perturbed cop
 image (masked inputs, ablated activations) and scoring every copy against the image's ``K``
 targets. This module holds everything about that which is not the perturbation itself:
 
-* :func:`read_options` — the options every perturbation method takes (``batch_size``,
-  ``memory_budget_mb``, ``progress``) plus the method's own, checked by name and type.
+* :data:`RERUN_OPTIONS` — the options every perturbation method declares (``batch_size``,
+  ``memory_budget_mb``, ``progress``) beside its own; the registry checks them.
 * :func:`probe_footprint` and :func:`chunk_size` — how many perturbed copies go into one
   forward pass. Without an explicit ``batch_size``, one forward pass at batch 1 records
   the largest input + output of any leaf module (the per-copy working memory of a forward
@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 from camlens.capture import borrowed
 from camlens.errors import CamlensError, ModelOutputError, TargetError
 from camlens.methods.eigen import first_principal_component
-from camlens.methods.registry import RunContext
+from camlens.methods.registry import Option, RunContext
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",
+    "RERUN_OPTIONS",
     "WORKING_MEMORY_FACTOR",
     "Footprint",
     "ForwardFailed",
@@ -49,7 +50,6 @@ __all__ = [
     "chunk_size",
     "probe_footprint",
     "ratio_count",
-    "read_options",
     "reruns",
     "score_outputs",
     "select_channels",
@@ -64,32 +64,26 @@ DEFAULT_MEMORY_BUDGET_MB = 512.0
 #: next module's output, ...).
 WORKING_MEMORY_FACTOR = 2
 
-_COMMON = {"batch_size": None, "memory_budget_mb": DEFAULT_MEMORY_BUDGET_MB, "progress": False}
-
-
-def read_options(options: Mapping[str, Any], title: str, **defaults: Any) -> dict[str, Any]:
-    """``options`` completed with the defaults; unknown names and bad values raise.
-
-    Every perturbation method takes ``batch_size`` (copies per forward pass, or ``None`` to
-    derive it from ``memory_budget_mb``), ``memory_budget_mb`` and ``progress`` (a tqdm bar,
-    off by default); ``defaults`` adds the method's own options.
-    """
-    allowed = {**_COMMON, **defaults}
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"{title} got unknown option(s) {unknown}; valid options: {sorted(allowed)}"
-        )
-    result = {**allowed, **options}
-    batch_size = result["batch_size"]
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"`batch_size` must be a positive integer or None, got {batch_size!r}")
-    budget = result["memory_budget_mb"]
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise ValueError(f"`memory_budget_mb` must be a positive number, got {budget!r}")
-    return result
+#: The options every method that re-runs the model takes, declared once.
+RERUN_OPTIONS: tuple[Option, ...] = (
+    Option(
+        name="batch_size",
+        kind=int,
+        default=None,
+        nullable=True,
+        minimum=1,
+        help="perturbed copies per forward pass; None sizes chunks from memory_budget_mb",
+    ),
+    Option(
+        name="memory_budget_mb",
+        kind=float,
+        default=DEFAULT_MEMORY_BUDGET_MB,
+        minimum=0,
+        exclusive_minimum=True,
+        help="approximate extra memory (MiB) one chunk of perturbed copies may take",
+    ),
+    Option(name="progress", kind=bool, default=False, help="show a progress bar"),
+)
 
 
 @dataclass(frozen=True)
@@ -194,21 +188,23 @@ def score_outputs(context: RunContext, scores: torch.Tensor, image: int) -> torc
     """``(n, K)``: the ``K`` targets of ``image`` on each of the ``n`` items of ``scores``
     (a batch of model outputs after ``context.score_tensor``).
 
-    Warnings a target gives (e.g. an empty segmentation mask) were already given once on
-    the unperturbed output, so they are not repeated for every chunk.
+    A warning a target gives (e.g. an empty segmentation mask) comes from the same line for
+    every chunk, so Python's default filters show it once.
     """
     columns = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for index, target in enumerate(context.targets[image]):
-            values = _score_column(target, scores)
-            if not isinstance(values, torch.Tensor) or tuple(values.shape) != (scores.shape[0],):
-                raise TargetError(
-                    f"target {index} of image {image} ({target!r}) did not return one scalar "
-                    "tensor per image."
-                )
-            columns.append(values)
+    for index, target in enumerate(context.targets[image]):
+        values = _score_column(target, scores)
+        if not isinstance(values, torch.Tensor) or tuple(values.shape) != (scores.shape[0],):
+            raise TargetError(
+                f"target {index} of image {image} ({target!r}) did not return one scalar "
+                "tensor per image."
+            )
+        columns.append(values)
     return torch.stack(columns, dim=1)
+
+
+#: torch's warning when ``vmap`` meets an operator without a batching rule.
+_NO_BATCHING_RULE = ".*not yet implemented the batching rule.*"
 
 
 class ForwardFailed(RuntimeError):
@@ -257,14 +253,14 @@ class Rerun:
 
         Whatever does not depend on the vmapped argument (the layers before a perturbed
         layer, features that skip connections carry) is computed once for all copies.
-        Warnings of the vmapped run (e.g. an operator without a batching rule falling back
-        to a loop) are not shown: the result is the same.
+        torch's note that an operator without a batching rule falls back to a loop is not
+        shown: the result is the same, only slower.
         """
         copies = int(arguments.shape[0])
 
         def produce() -> torch.Tensor:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.filterwarnings("ignore", message=_NO_BATCHING_RULE)
                 scores = torch.vmap(function)(arguments)
             if scores.dim() < 2 or scores.shape[1] != 1:
                 raise ForwardFailed(f"one image gave {tuple(scores.shape[1:])} outputs")
@@ -303,13 +299,13 @@ class Rerun:
 
 
 @contextmanager
-def reruns(context: RunContext, *, title: str, total: int) -> Iterator[Rerun]:
+def reruns(context: RunContext, *, description: str, total: int) -> Iterator[Rerun]:
     """Borrow the model for a method's re-runs; a progress bar counts ``total``
     perturbations when ``context.options["progress"]`` is set."""
     enabled = bool(context.options.get("progress", False))
     with (
         borrowed(context.model) as handles,
-        tqdm(total=total, desc=title, unit="copy", disable=not enabled) as bar,
+        tqdm(total=total, desc=description, unit="copy", disable=not enabled) as bar,
     ):
         yield Rerun(context, handles, bar)
 

@@ -16,6 +16,7 @@ activations, and FullGrad needs gradients at every bias layer; such a method has
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from camlens.errors import UnknownMethodError
+from camlens.errors import OptionError, UnknownMethodError
 
 __all__ = [
+    "ClassWeights",
     "LayerData",
     "Method",
+    "Option",
     "RunContext",
     "Runner",
     "available_methods",
@@ -63,8 +66,122 @@ class LayerData:
         return weights.reshape(shape) * self.activations
 
 
-#: ``(data, **options) -> (B, C, *grid)``; options are method parameters (e.g. a pool size).
+#: ``(data, **options) -> (B, C, *grid)``; options are the method's declared options.
 Contributions = Callable[..., torch.Tensor]
+
+#: CAM's classifier rows: ``(model, targets, channels, options) -> (B, C)``, one row per
+#: image for that image's target.
+ClassWeights = Callable[[nn.Module, Sequence[Any], int, Mapping[str, Any]], torch.Tensor]
+
+_NO_DEFAULT = object()
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """One declared parameter of a method: its name, accepted type, default and range.
+
+    Options are checked in one place (:meth:`Method.check_options`) with one error type,
+    :class:`~camlens.errors.OptionError`, whichever front end passes them.
+
+    Attributes:
+        name: keyword name (``"pool_size"``).
+        kind: the accepted Python type(s); ``bool`` is never taken for ``int`` or ``float``.
+        default: the value when the option is not given.
+        help: one line for ``camlens methods`` and error messages.
+        minimum, maximum: inclusive bounds for numbers (``None``: unbounded).
+        exclusive_minimum: the value must be strictly above ``minimum``.
+        choices: the allowed values of a string option.
+        nullable: ``None`` is an accepted value (e.g. "derive the batch size").
+    """
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    @property
+    def kinds(self) -> tuple[type, ...]:
+        """The accepted types as a tuple."""
+        return self.kind if isinstance(self.kind, tuple) else (self.kind,)
+
+    def describe(self) -> str:
+        """``name: type = default (range)``, for listings."""
+        kinds = " | ".join(k.__name__ for k in self.kinds) + (" | None" if self.nullable else "")
+        limits = []
+        if self.choices is not None:
+            limits.append("one of " + ", ".join(self.choices))
+        if self.minimum is not None:
+            limits.append(f"{'>' if self.exclusive_minimum else '≥'} {self.minimum:g}")
+        if self.maximum is not None:
+            limits.append(f"≤ {self.maximum:g}")
+        limit = f" ({'; '.join(limits)})" if limits else ""
+        return f"{self.name}: {kinds} = {self.default!r}{limit}"
+
+    def check(self, value: Any, owner: str) -> Any:
+        """``value`` if it is acceptable, else :class:`OptionError` saying what is."""
+        if value is None and self.nullable:
+            return None
+        is_bool = isinstance(value, bool)
+        accepted = any(
+            isinstance(value, kind) and (kind is bool or not is_bool) for kind in self.kinds
+        )
+        if not accepted and float in self.kinds and isinstance(value, int) and not is_bool:
+            accepted = True  # an int where a float is expected
+        if not accepted:
+            raise OptionError(
+                f"{owner}: option `{self.name}` must be {self._expected()}, got {value!r} "
+                f"({type(value).__name__})."
+            )
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(
+                f"{owner}: option `{self.name}` must be one of {list(self.choices)}, got {value!r}."
+            )
+        if isinstance(value, int | float) and not is_bool:
+            low, high = self.minimum, self.maximum
+            too_low = low is not None and (value <= low if self.exclusive_minimum else value < low)
+            if too_low or (high is not None and value > high) or value != value:
+                raise OptionError(
+                    f"{owner}: option `{self.name}` must be {self._expected()}, got {value!r}."
+                )
+        return value
+
+    def parse(self, text: str, owner: str) -> Any:
+        """The value of ``text`` as given on a command line (``"4"``, ``"0.5"``, ``"none"``)."""
+        stripped = text.strip()
+        if stripped.lower() == "none" and self.nullable:
+            return None
+        for kind in self.kinds:
+            if kind is bool:
+                if stripped.lower() in _TRUE | _FALSE:
+                    return self.check(stripped.lower() in _TRUE, owner)
+                continue
+            if kind in (int, float):
+                try:
+                    return self.check(kind(stripped), owner)
+                except ValueError:
+                    continue
+            if kind is str:
+                return self.check(stripped, owner)
+        raise OptionError(
+            f"{owner}: option `{self.name}` must be {self._expected()}, got {text!r}."
+        )
+
+    def _expected(self) -> str:
+        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+        parts = [names.get(kind, f"a {kind.__name__}") for kind in self.kinds]
+        text = " or ".join(parts) + (" or None" if self.nullable else "")
+        if self.minimum is not None:
+            text += f" {'>' if self.exclusive_minimum else '≥'} {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" and ≤ {self.maximum:g}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -87,7 +204,7 @@ class RunContext:
             outputs back under ``aug_smooth``).
         targets: per image, the ``K`` target callables (each: one image's scores → scalar).
         scores: ``(B, K)`` the targets' scores on the unperturbed input.
-        options: the method's options (``batch_size``, ``memory_budget_mb``, ``progress``...).
+        options: the method's declared options, checked and completed with their defaults.
         reshape: ``(layer, layer output) -> (B, C, *grid)``, the reshape used for
             ``activations``.
         eigen_smooth: reduce weighted channels by their first principal component.
@@ -123,25 +240,31 @@ class Method:
 
     Attributes:
         name: registry key, lower case (``"hirescam"``).
-        contributions: ``LayerData -> (B, C, *grid)``.
-        runner: ``RunContext -> [(B, K, *grid)]``, for methods that re-run the model.
+        label: how people write it, for captions and tables (``"Grad-CAM++"``).
+        class_name: the familiar class that runs it (``"GradCAMPlusPlus"``).
+        reference: the paper the formula comes from.
         needs_gradients: whether the method uses gradients (for ``contributions``: whether
             ``LayerData.gradients`` must be computed).
-        needs_class_weights: whether the linear classifier's weights are needed (CAM).
+        contributions: ``(LayerData, **options) -> (B, C, *grid)``.
+        runner: ``RunContext -> [(B, K, *grid)]``, for methods that re-run the model.
+        options: the method's declared parameters; a ``contributions`` function receives
+            them as keyword arguments, a runner in ``RunContext.options``.
+        class_weights: for methods built on a linear classifier's weights (CAM): supplies
+            ``LayerData.class_weights``.
         principal_component: always reduce channels by the first principal component.
         map_names: for runners that do not use target layers (FullGrad): the names of the
             maps the runner returns; target layers are then accepted and ignored.
-        title: display name (``"HiResCAM"``).
-        reference: the paper the formula comes from.
     """
 
     name: str
-    title: str
+    label: str
+    class_name: str
     reference: str
     needs_gradients: bool
     contributions: Contributions | None = None
     runner: Runner | None = None
-    needs_class_weights: bool = False
+    options: tuple[Option, ...] = ()
+    class_weights: ClassWeights | None = None
     principal_component: bool = False
     map_names: tuple[str, ...] | None = None
 
@@ -150,6 +273,13 @@ class Method:
             raise ValueError(f"method {self.name!r} needs exactly one of contributions, runner")
         if self.map_names is not None and self.runner is None:
             raise ValueError(f"method {self.name!r}: map_names needs a runner")
+        names = [option.name for option in self.options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"method {self.name!r} declares an option twice: {names}")
+
+    @property
+    def title(self) -> str:  # TODO-1 remove: transitional
+        return self.class_name
 
     @property
     def needs_layer_gradients(self) -> bool:
@@ -160,6 +290,46 @@ class Method:
     def uses_target_layers(self) -> bool:
         """False for methods that ignore target layers (FullGrad)."""
         return self.map_names is None
+
+    def check_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``options`` completed with the defaults, every value checked.
+
+        Raises :class:`~camlens.errors.OptionError` for an unknown name (with the close
+        names) or a value of the wrong type or range.
+        """
+        given = dict(options or {})
+        declared = {option.name: option for option in self.options}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            if not declared:
+                raise OptionError(
+                    f"{self.label} takes no options, got unknown option(s) {unknown}."
+                )
+            close = {
+                name: difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+                for name in unknown
+            }
+            hints = [f"{name!r} (did you mean {c[0]!r}?)" for name, c in close.items() if c]
+            hint = f"; {', '.join(hints)}" if hints else ""
+            raise OptionError(
+                f"{self.label} got unknown option(s) {unknown}{hint}; its options: "
+                f"{', '.join(sorted(declared))} (see `camlens methods`)."
+            )
+        return {
+            name: option.check(given[name], self.label) if name in given else option.default
+            for name, option in declared.items()
+        }
+
+    def parse_option(self, text: str) -> tuple[str, Any]:
+        """``"name=value"`` as given on a command line → ``(name, checked value)``."""
+        name, separator, value = text.partition("=")
+        name = name.strip()
+        if not separator or not name:
+            raise OptionError(f"an option is written NAME=VALUE (e.g. pool_size=4), got {text!r}")
+        declared = {option.name: option for option in self.options}
+        if name not in declared:
+            self.check_options({name: None})  # raises with the close names
+        return name, declared[name].parse(value, self.label)
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -178,10 +348,12 @@ def _normalise(name: str) -> str:
 
 
 def get_method(name: str) -> Method:
-    """Look up a method by name; case, ``-`` and ``_`` are ignored (``"Grad-CAM++"``)."""
+    """Look up a method by registry name, label or class name; case, spaces, ``-`` and
+    ``_`` are ignored (``"Grad-CAM++"``, ``"GradCAMPlusPlus"``, ``"gradcam++"``)."""
     key = _normalise(name).replace("plusplus", "++")
     for method in _REGISTRY.values():
-        if _normalise(method.name) == key or _normalise(method.title) == key:
+        spellings = (method.name, method.label, method.class_name)
+        if any(_normalise(spelling).replace("plusplus", "++") == key for spelling in spellings):
             return method
     raise UnknownMethodError(
         f"unknown method {name!r}; available: {', '.join(available_methods())}"

@@ -25,15 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from camlens.methods.perturbation import (
+    RERUN_OPTIONS,
     WORKING_MEMORY_FACTOR,
     chunk_size,
     probe_footprint,
-    read_options,
     reruns,
     select_channels,
     weighted_maps,
 )
-from camlens.methods.registry import Method, RunContext, register
+from camlens.methods.registry import Method, Option, RunContext, register
+from camlens.postprocess import min_max
 
 __all__ = ["SCORECAM_EPSILON", "channel_masks", "scorecam"]
 
@@ -50,19 +51,13 @@ def channel_masks(activations: torch.Tensor, size: tuple[int, ...]) -> torch.Ten
     upsampled = F.interpolate(
         activations.unsqueeze(0), size=size, mode=_MODES[len(size)], align_corners=True
     )[0]
-    flat = upsampled.flatten(1)
-    low = flat.min(dim=1).values
-    high = flat.max(dim=1).values
-    shape = (-1,) + (1,) * len(size)
-    return (upsampled - low.view(shape)) / (high - low + SCORECAM_EPSILON).view(shape)
+    return min_max(upsampled, SCORECAM_EPSILON)
 
 
 def scorecam(context: RunContext) -> list[torch.Tensor]:
     """ScoreCAM maps ``(B, K, *grid)``, one per target layer (see the module docstring)."""
-    options = read_options(context.options, "ScoreCAM", top_k=None)
+    options = context.options
     top_k = options["top_k"]
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"`top_k` must be a positive integer or None, got {top_k!r}")
     inputs = context.inputs
     batch, size = inputs.shape[0], tuple(inputs.shape[2:])
     selections = []
@@ -83,7 +78,7 @@ def scorecam(context: RunContext) -> list[torch.Tensor]:
     chunk = chunk_size(options, item)
     total = batch * sum(int(s.shape[1]) for s in selections)
     maps = []
-    with reruns(context, title="ScoreCAM", total=total) as run:
+    with reruns(context, description="ScoreCAM", total=total) as run:
         for activations, selected in zip(context.activations, selections, strict=True):
             weights = torch.zeros(
                 batch,
@@ -110,8 +105,20 @@ register(
     Method(
         name="scorecam",
         runner=scorecam,
+        options=(
+            *RERUN_OPTIONS,
+            Option(
+                name="top_k",
+                kind=int,
+                default=None,
+                nullable=True,
+                minimum=1,
+                help="mask only the top_k strongest channels (faster, not exact); None: all",
+            ),
+        ),
         needs_gradients=False,
-        title="ScoreCAM",
+        label="Score-CAM",
+        class_name="ScoreCAM",
         reference="Wang et al., CVPR Workshops 2020",
     )
 )

@@ -17,18 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from camlens.capture import borrowed
-from camlens.defaults import resolve_targets
+from camlens.engine import model_device
 from camlens.errors import InputShapeError, TargetError
 from camlens.outputs import as_score_tensor
 from camlens.postprocess import upsample
+from camlens.target_sets import resolve_targets
 from camlens.targets import ClassifierOutputTarget
 
 __all__ = [
     "ScoreKind",
     "Scorer",
     "check_batch",
+    "device_for",
     "gaussian_blur",
-    "model_device",
     "relevance_ranks",
 ]
 
@@ -36,13 +37,9 @@ ScoreKind = Literal["probability", "raw"]
 Target = Callable[[torch.Tensor], torch.Tensor]
 
 
-def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer, else ``fallback``."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return fallback
+def device_for(model: nn.Module, fallback: torch.device) -> torch.device:
+    """The model's device (:func:`camlens.engine.model_device`), else ``fallback``."""
+    return model_device(model) or fallback
 
 
 def check_batch(
@@ -64,7 +61,7 @@ def check_batch(
             f"`maps` must be (B, H, W) with one map per image (B={inputs.shape[0]}), got "
             f"{shape}; use Explanation.maps or Explanation.raw_maps()."
         )
-    device = model_device(model, inputs.device)
+    device = device_for(model, inputs.device)
     inputs = inputs.detach().to(device)
     maps = maps.detach().to(device=device, dtype=inputs.dtype)
     size = tuple(inputs.shape[-2:])

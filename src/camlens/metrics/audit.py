@@ -25,14 +25,8 @@ three of these hold:
 
 Classes with fewer than ``min_images`` explained images are reported but never flagged.
 
-On the demo's shortcut data (:func:`camlens.demo.synthetic.make_shortcut_dataset`, seed 7,
-48 patches of 96 px, lesion masks as "where the class appears", ``layer2``), the leaky
-classifier's "lesion" class is flagged: HiResCAM puts 0.80 of the mean map's mass in its
-region (Grad-CAM 0.44), 100 % of the images peak within 12 px of (19, 19) — one 8-px cell
-from the marker at rows/columns 3..11 — and 0.2 % of the region is lesion. The control
-classifier's classes reach at most 0.39 concentration and 0.29 consistency, and are not.
-The leaky model's "normal" class looks at the same corner (the marker's absence is its
-evidence); Grad-CAM flags it too (consistency 0.88), HiResCAM does not (0.71).
+The demo runs this audit on its leaky and control shortcut classifiers (``camlens demo``;
+the figures are in its report and checked by ``tests/test_metrics_audit.py``).
 """
 
 from __future__ import annotations
@@ -46,10 +40,10 @@ from torch import nn
 
 from camlens.capture import borrowed
 from camlens.errors import InputShapeError, ModelOutputError
-from camlens.metrics._scoring import model_device
+from camlens.metrics._scoring import device_for
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.postprocess import upsample
-from camlens.targets import ClassifierOutputTarget
+from camlens.targets import ClassifierOutputTarget, class_label
 
 __all__ = ["ClassAudit", "DatasetAudit", "audit_dataset"]
 
@@ -237,7 +231,7 @@ def audit_dataset(
                 f"each batch must be (B, 3, H, W) images, got "
                 f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)}"
             )
-        device = model_device(model, images.device)
+        device = device_for(model, images.device)
         images = images.detach().to(device)
         if size is None:
             size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -277,11 +271,7 @@ def audit_dataset(
     for class_id in range(sums.counts.shape[0]):
         if int(sums.counts[class_id]) == 0:
             continue
-        name = (
-            class_names[class_id]
-            if class_names is not None and class_id < len(class_names)
-            else f"class {class_id}"
-        )
+        name = class_label(class_id, class_names)
         own = peaks[peaks[:, 0] == class_id, 1:]
         results[class_id] = _judge(sums, class_id, name, own, size, settings)
     return DatasetAudit(classes=results, image_size=size, settings=settings)

@@ -20,6 +20,7 @@ from camlens.image import make_grid, mask_to_rgb, overlay, show_cam_on_image, si
 from camlens.methods import get_method
 from camlens.report.html import Report, Section
 from camlens.segmentation import SegmentationExplanation
+from camlens.targets import class_label
 
 __all__ = ["add_classification_image", "add_metrics_section", "add_segmentation_image"]
 
@@ -47,8 +48,7 @@ def _signed_row(
 
 
 def _class_name(result: SegmentationExplanation, class_id: int) -> str:
-    names = result.class_names
-    return names[class_id] if names is not None and 0 <= class_id < len(names) else str(class_id)
+    return class_label(class_id, result.class_names)
 
 
 def _highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,18 +1,24 @@
-"""The public method classes, named as in pytorch-grad-cam.
+"""The familiar classes, named and called as in pytorch-grad-cam.
 
-Each class only names its registry entry; the formula and its paper live with the method
-function in :mod:`camlens.methods`, the machinery in :class:`~camlens.base.BaseCAM`.
+``Method(model=..., target_layers=[...], reshape_transform=...)(input_tensor=..., targets=...)``
+returns numpy maps in [0, 1]; ``.explain(...)`` returns the signed raw maps. Each class only
+names its registry entry and turns its keyword arguments into the method's options; the
+formula and its paper live with the method in :mod:`camlens.methods`, the pipeline in
+:mod:`camlens.engine`, and the explainer in :class:`~camlens.explainer.Explainer`.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
+import numpy as np
+import torch
 from torch import nn
 
-from camlens.base import BaseCAM
+from camlens.explainer import Explainer
 from camlens.layers import LayerSpec
 from camlens.methods.perturbation import DEFAULT_MEMORY_BUDGET_MB
 from camlens.reshape import ReshapeTransform
@@ -20,6 +26,7 @@ from camlens.reshape import ReshapeTransform
 __all__ = [
     "CAM",
     "AblationCAM",
+    "BaseCAM",
     "EigenCAM",
     "EigenGradCAM",
     "FullGrad",
@@ -32,6 +39,96 @@ __all__ = [
     "SegXResCAM",
     "XGradCAM",
 ]
+
+
+class BaseCAM(Explainer):
+    """pytorch-grad-cam's base class: ``(model, target_layers, reshape_transform, use_cuda)``.
+
+    The named subclasses (``GradCAM``, ``HiResCAM``, ...) set :attr:`method_name`. Using
+    ``BaseCAM`` itself with ``method=`` is deprecated: that is :class:`camlens.Explainer`.
+
+    Args:
+        model: the PyTorch model, borrowed for each call (see :class:`Explainer`).
+        target_layers: modules, dotted names or ``"auto"``.
+        reshape_transform: turns a layer output into ``[B, C, *grid]``.
+        use_cuda: accepted for compatibility and ignored with a warning: inputs follow the
+            model's device.
+        fc_layer: CAM only: the linear classifier (module or dotted name); found if omitted.
+        method_options: the method's options (``{"pool_size": 2}``).
+    """
+
+    method_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        method: str | None = None,
+        fc_layer: nn.Module | str | None = None,
+        method_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if use_cuda is not None:
+            warnings.warn(
+                "`use_cuda` is deprecated and ignored: camlens runs on the model's device "
+                "(move the model with model.to(device)).",
+                FutureWarning,
+                stacklevel=_caller_level(),
+            )
+        # TODO-2 deprecation warning for method= here
+        options = dict(method_options or {})
+        if fc_layer is not None:
+            options["fc_layer"] = fc_layer
+        super().__init__(
+            model,
+            target_layers,
+            method or self.method_name,
+            reshape_transform=reshape_transform,
+            options=options,
+        )
+
+    def __enter__(self) -> BaseCAM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to release: hooks exist only during a call."""
+        return None
+
+    def __call__(  # type: ignore[override]
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> np.ndarray:
+        """Final maps ``(B, *input_spatial)`` as float32 numpy in [0, 1]."""
+        return super().__call__(
+            input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
+        )
+
+    @property
+    def target_layers(self) -> list[nn.Module]:
+        """The resolved target layers (pytorch-grad-cam's name for :attr:`layers`)."""
+        return self.layers
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        """The method's options (a copy; pytorch-grad-cam-style setters change them)."""
+        return self.options
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside camlens, so that a warning points at
+    the user's line however many camlens constructors are in between."""
+    frame = sys._getframe(1)
+    level = 1
+    package = __name__.rsplit(".", 1)[0]
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class CAM(BaseCAM):
@@ -124,11 +221,11 @@ class _PerturbationCAM(BaseCAM):
     @property
     def batch_size(self) -> int | None:
         """Copies per forward pass, or ``None`` to size chunks from the memory budget."""
-        return self.method_options.get("batch_size")
+        return self.options["batch_size"]
 
     @batch_size.setter
     def batch_size(self, value: int | None) -> None:
-        self.method_options["batch_size"] = value
+        self.set_options(batch_size=value)
 
 
 def _options(**options: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Regions inside a class mask: boxes and connected components, as boolean tensors.
+"""Masks: regions inside a class mask (boxes, connected components) and the share of a map's
+positive evidence that falls inside a mask.
 
 A region target explains one object rather than a whole class: the class logits are summed
 over the class mask restricted to a box, or to one connected component (one gland, one
@@ -15,7 +16,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_mask", "connected_components", "largest_component"]
+from camlens.postprocess import upsample
+
+__all__ = ["box_mask", "connected_components", "largest_component", "positive_mass_in_mask"]
 
 
 def box_mask(shape: Sequence[int], box: Sequence[int], device: torch.device | None = None):
@@ -68,3 +71,33 @@ def largest_component(mask: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(mask, dtype=torch.bool)
     values, counts = torch.unique(labels[labels > 0], return_counts=True)
     return labels == values[counts.argmax()]
+
+
+def positive_mass_in_mask(
+    maps: torch.Tensor, masks: torch.Tensor, spatial_dims: int = 2
+) -> torch.Tensor:
+    """Share of the positive mass of ``maps`` inside ``masks``: ``Σ_mask relu(m) / Σ relu(m)``,
+    the energy-based pointing game of Wang et al., CVPR Workshops 2020 (§4.2).
+
+    Args:
+        maps: ``(..., *grid)`` signed maps at any resolution; upsampled (bilinear, half-pixel
+            centres) to the masks' size when they differ.
+        masks: ``(..., *spatial)`` masks with the same leading shape as ``maps``; bool, or
+            float weights where > 0 counts as inside.
+        spatial_dims: how many trailing axes are spatial (2 for images, 3 for volumes).
+
+    Returns:
+        ``(...)`` shares in [0, 1]; NaN where a map has no positive mass.
+    """
+    size = tuple(masks.shape[-spatial_dims:])
+    leading = maps.shape[:-spatial_dims]
+    if tuple(masks.shape[:-spatial_dims]) != tuple(leading):
+        raise ValueError(
+            f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must share their leading "
+            f"axes (all but the last {spatial_dims})"
+        )
+    flat = maps.reshape(-1, *maps.shape[-spatial_dims:])
+    positive = torch.relu(upsample(flat, size)).reshape(*leading, *size)
+    inside = (positive * (masks > 0)).flatten(-spatial_dims).sum(-1)
+    total = positive.flatten(-spatial_dims).sum(-1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.nan)
