@@ -67,5 +67,5 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
     # and so does the dataset audit, for the lesion class, with both methods
     assert page.count("lesion: SHORTCUT SUSPECTED") == 2
     assert re.search(
-        r"audit: control · GradCAM\s*lesion: not flagged", re.sub("<[^>]+>", " ", page)
+        r"audit: control · Grad-CAM\s*lesion: not flagged", re.sub("<[^>]+>", " ", page)
     )

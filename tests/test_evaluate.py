@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,34 @@ def test_evaluate_classifier_engine() -> None:
     assert set(result.seconds) == {"explain", "deletion", "insertion", "road", "confidence"}
     with pytest.raises(ValueError, match="task"):
         evaluate(model, torch.randn(1, 3, 32, 32), ["gradcam"], "layer3", task="detection")
+
+
+def test_evaluate_writes_each_file_once_atomically(workspace: Path, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.chdir(workspace)
+    replaced: list[str] = []
+    read: list[str] = []
+    replace, read_text = os.replace, Path.read_text
+
+    def recording_replace(source, target) -> None:
+        assert Path(source).parent == Path(target).parent  # a rename within the folder
+        replaced.append(Path(target).name)
+        replace(source, target)
+
+    def recording_read_text(path: Path, *args, **kwargs) -> str:
+        read.append(path.name)
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    monkeypatch.setattr(Path, "read_text", recording_read_text)
+    arguments = ["evaluate", "imgs/tile_1.png", "--model", "mymodel.py:seg", "--layer"]
+    arguments += ["encoder.layer4", "--steps", "4", "--sanity", "--out", "ev", "--quiet"]
+    assert main(arguments) == 0
+    assert replaced.count("metrics.json") == 1 and replaced.count("metrics.csv") == 1
+    assert "metrics.json" not in read  # written from memory, never read back
+    data = json.loads(read_text(workspace / "ev" / "metrics.json"))
+    assert set(data["sanity"]) == {"gradcam", "hirescam"} and data["rows"]
+    assert sorted(p.name for p in (workspace / "ev").iterdir() if p.is_file()) == [
+        "metrics.csv",
+        "metrics.json",
+        "report.html",
+    ]

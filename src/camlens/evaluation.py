@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camlens.capture import borrowed
 from camlens.explainer import Explainer
 from camlens.layers import LayerSpec
 from camlens.metrics import (
@@ -51,6 +52,9 @@ CLASSIFICATION_METRICS = ("deletion_auc", "insertion_auc", "road_gap", "average_
 #: model scores and does not need a tighter solve).
 ROAD_PERCENTILES = (10, 30, 50, 70, 90)
 ROAD_TOLERANCE = 1e-3
+#: Method options nested by method name (``{"scorecam": {"batch_size": 32}}``).
+Options = Mapping[str, Mapping[str, Any]]
+
 SEGMENTATION_METRICS = ("inside", "near", "far", "pointing_game", "deletion_auc", "insertion_auc")
 
 
@@ -109,11 +113,13 @@ def _evaluate_classifier(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
     class_names: Sequence[str] | None,
+    options: Options,
 ) -> Evaluation:
     result = Evaluation()
     for method in methods:
         with result.timed("explain"):
-            explanation = Explainer(model, layers, method).explain(inputs, targets)
+            explainer = Explainer(model, layers, method, options=options.get(method))
+            explanation = explainer.explain(inputs, targets)
         maps, chosen = explanation.maps, explanation.targets
         with result.timed("deletion"):
             deleted = deletion(model, inputs, maps, chosen, steps=steps)
@@ -154,11 +160,18 @@ def _evaluate_segmenter(
     steps: int,
     near: int,
     class_names: Sequence[str] | None,
+    options: Options,
 ) -> Evaluation:
     result = Evaluation()
     with result.timed("explain"):
         explained = explain_segmentation(
-            model, inputs, classes=classes, methods=methods, layers=layers, class_names=class_names
+            model,
+            inputs,
+            classes=classes,
+            methods=methods,
+            layers=layers,
+            class_names=class_names,
+            options=options,
         )
     present = (explained.masks > 0).flatten(2).any(-1)  # (B, K)
     for method in explained.methods:
@@ -219,6 +232,7 @@ def evaluate(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
+    options: Options | None = None,
 ) -> Evaluation:
     """Explain one batch with every method and score the explanations.
 
@@ -232,14 +246,16 @@ def evaluate(
             game's tolerance.
         mean, std: the input normalisation, so the confidence metric multiplies the
             unnormalised image by the map.
+        options: the methods' options, nested by method name.
     """
+    options = dict(options or {})
     if task == "seg":
         return _evaluate_segmenter(
-            model, inputs, methods, layers, classes, steps, near, class_names
+            model, inputs, methods, layers, classes, steps, near, class_names, options
         )
     if task == "cls":
         return _evaluate_classifier(
-            model, inputs, methods, layers, targets, steps, mean, std, class_names
+            model, inputs, methods, layers, targets, steps, mean, std, class_names, options
         )
     raise ValueError(f"`task` must be 'cls' or 'seg', got {task!r}")
 
@@ -251,6 +267,7 @@ def sanity_checks(
     layers: LayerSpec | Sequence[LayerSpec],
     *,
     seed: int = 0,
+    options: Options | None = None,
 ) -> dict[str, RandomisationResult]:
     """Cascading parameter randomisation (Adebayo et al. 2018) of each method on ``inputs``.
 
@@ -258,13 +275,15 @@ def sanity_checks(
     segmenter the dominant predicted class over its predicted mask), so that the maps of
     the randomised models answer the same question. The model is restored exactly.
     """
-    with torch.no_grad():
-        targets = resolve_targets(None, as_score_tensor(model.eval()(inputs)), announce=False)
+    with borrowed(model), torch.no_grad():
+        targets = resolve_targets(None, as_score_tensor(model(inputs)), announce=False)
+    options = dict(options or {})
     results = {}
     for method in methods:
 
         def explain(randomised: nn.Module, images: torch.Tensor, method: str = method):
-            explanation = Explainer(randomised, layers, method).explain(images, targets)
+            explainer = Explainer(randomised, layers, method, options=options.get(method))
+            explanation = explainer.explain(images, targets)
             if len(explanation.layer_maps) == 1:
                 return explanation.raw_maps()
             return explanation.maps

@@ -77,7 +77,13 @@ class BaseCAM(Explainer):
                 FutureWarning,
                 stacklevel=_caller_level(),
             )
-        # TODO-2 deprecation warning for method= here
+        if method is not None:
+            warnings.warn(
+                "BaseCAM(..., method=...) is deprecated: use camlens.Explainer(model, layers, "
+                "method, options=...).",
+                DeprecationWarning,
+                stacklevel=_caller_level(),
+            )
         options = dict(method_options or {})
         if fc_layer is not None:
             options["fc_layer"] = fc_layer

@@ -44,7 +44,7 @@ SHORTCUT_EXAMPLES = 3
 
 
 def _title(method: str) -> str:
-    return get_method(method).title
+    return get_method(method).label
 
 
 @dataclass(frozen=True)

@@ -278,10 +278,6 @@ class Method:
             raise ValueError(f"method {self.name!r} declares an option twice: {names}")
 
     @property
-    def title(self) -> str:  # TODO-1 remove: transitional
-        return self.class_name
-
-    @property
     def needs_layer_gradients(self) -> bool:
         """Whether the shared pipeline must take gradients at the target layers."""
         return self.needs_gradients and self.runner is None

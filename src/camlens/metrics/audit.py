@@ -131,7 +131,7 @@ class _Sums:
 
 def _explainer(explain: Any) -> ExplainClasses:
     """Accept ``explain(inputs, classes) -> maps`` or an explainer object with ``.explain``
-    (a :class:`~camlens.base.BaseCAM`), whose single-layer raw maps (else final maps) are
+    (a :class:`~camlens.explainer.Explainer`), whose single-layer raw maps (else final maps) are
     used."""
     method = getattr(explain, "explain", None)
     if callable(method):

@@ -26,7 +26,7 @@ __all__ = ["add_classification_image", "add_metrics_section", "add_segmentation_
 
 
 def _title(method: str) -> str:
-    return get_method(method).title
+    return get_method(method).label
 
 
 def _signed_row(

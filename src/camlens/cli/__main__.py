@@ -1,0 +1,5 @@
+"""``python -m camlens.cli``: the ``camlens`` command."""
+
+from camlens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""``camlens methods``: list the available methods, their options and their papers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from camlens.methods import available_methods, get_method
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Declare ``methods`` on the ``commands`` of the top-level parser."""
+    return commands.add_parser(
+        "methods",
+        help="list the available methods and their options",
+        description="List the CAM methods camlens provides, with the options each takes "
+        "(pass them as --option NAME=VALUE to explain and evaluate).",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Per method: name, label, class, what it needs, reference, then its options."""
+    for name in available_methods():
+        method = get_method(name)
+        if method.runner is not None and not method.needs_gradients:
+            needs = "re-runs the model"
+        elif method.needs_gradients:
+            needs = "gradients"
+        else:
+            needs = "activations"
+        columns = f"{name:20s} {method.label:22s} {method.class_name:19s} {needs:18s}"
+        print(f"{columns} {method.reference}")
+        for option in method.options:
+            print(f"    --option {option.describe()}")
+            print(f"        {option.help}")
+    return 0
