@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from camlens.capture import borrowed
-from camlens.engine import model_device
 from camlens.errors import InputShapeError, TargetError
 from camlens.outputs import as_score_tensor
 from camlens.postprocess import upsample
+from camlens.steps import model_device
 from camlens.target_sets import resolve_targets
 from camlens.targets import ClassifierOutputTarget
 
@@ -38,7 +38,7 @@ Target = Callable[[torch.Tensor], torch.Tensor]
 
 
 def device_for(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The model's device (:func:`camlens.engine.model_device`), else ``fallback``."""
+    """The model's device (:func:`camlens.steps.model_device`), else ``fallback``."""
     return model_device(model) or fallback
 
 
