@@ -96,7 +96,9 @@ def segxrescam(data: LayerData, pool_size: int = 2) -> torch.Tensor:
     Image Segmentation", CVPR Workshops 2023. Pooling the gradient in blocks before the
     element-wise product keeps spatial information at the block scale: ``pool_size=1`` is
     HiResCAM, a block covering the whole grid is Grad-CAM. Blocks at the grid's far edges may
-    be partial; they average the cells they contain.
+    be partial; they average the cells they contain. (The authors' released code max-pools
+    by default and pads partial blocks with zeros; camlens averages, so that the two limits
+    above hold exactly on any grid.)
     """
     if pool_size < 1:
         raise ValueError(f"`pool_size` must be a positive integer, got {pool_size}")

@@ -1,13 +1,19 @@
 """ScoreCAM: channel weights from the scores of the input masked by each channel.
 
 Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
-Networks", CVPR Workshops 2020, eq. 3–5. For channel ``k`` of the target layer, the
-activation map ``A_k`` is upsampled to the input size (bilinear with corner alignment, as
+Networks", CVPR Workshops 2020, §3. For channel ``k`` of the target layer, the activation
+map ``A_k`` is upsampled to the input size (bilinear with corner alignment, as
 ``nn.UpsamplingBilinear2d`` and pytorch-grad-cam; trilinear for volumes) and min-max
 normalised to ``H_k`` in [0, 1]; the input masked by it, ``X ⊙ H_k``, is scored by the
-target, ``s_k = f(X ⊙ H_k)``; the weights are the softmax of those scores over the channels,
-and the map is ``Σ_k softmax(s)_k A_k`` (signed; the shared pipeline applies ReLU and
-normalisation).
+target, ``s_k = f(X ⊙ H_k)``; the map is ``Σ_k w_k A_k`` (signed; the shared pipeline
+applies ReLU and normalisation).
+
+The weights: the paper weighs ``A_k`` by the target's score on ``X ⊙ H_k`` (its increase
+over a baseline), and the authors' released code takes that score as the class softmax of
+each masked input's logits. camlens, like pytorch-grad-cam 1.5, which users compare with,
+takes ``w = softmax_k(s_k)``, the softmax of the raw target scores *over the channels*;
+this works for any target (a segmentation sum has no class softmax) and keeps the maps
+identical to pytorch-grad-cam's.
 
 The masked inputs are streamed in chunks sized to a memory budget (see
 :mod:`camlens.methods.perturbation`) under ``torch.inference_mode``; never are all channels'
