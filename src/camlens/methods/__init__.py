@@ -8,7 +8,6 @@ method in a new module needs no edit here.
 import importlib
 import pkgutil
 
-from camlens.methods import gradient, cam, eigen, score, ablation, fullgrad  # noqa: F401, I001
 from camlens.methods.eigen import first_principal_component
 from camlens.methods.registry import (
     LayerData,
@@ -21,12 +20,15 @@ from camlens.methods.registry import (
     register,
 )
 
+#: The built-in families, in the order users see them.
+_FAMILIES = ("gradient", "cam", "eigen", "score", "ablation", "fullgrad")
 #: Modules of this package that hold machinery, not methods.
 _MACHINERY = frozenset({"registry", "perturbation"})
 
-for _module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-    if _module.name not in _MACHINERY and not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+_OTHERS = sorted(info.name for info in pkgutil.iter_modules(__path__))
+for _name in [*_FAMILIES, *(n for n in _OTHERS if n not in _FAMILIES)]:
+    if _name not in _MACHINERY and not _name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
     "LayerData",

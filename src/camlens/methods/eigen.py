@@ -4,9 +4,10 @@ The first principal component of a layer's ``(B, C, *grid)`` contributions, seen
 grid positions × ``C`` channels, is the direction in channel space along which positions
 differ most; projecting each position on it gives a map. The projection is computed with a
 thin SVD of the ``N × C`` matrix centred per channel (as pytorch-grad-cam does) on the
-tensors' device (never an ``N × N`` matrix). An SVD's sign is arbitrary, so it is fixed deterministically: the map is oriented to
-correlate positively with the plain channel sum of the same contributions (for EigenCAM, the
-total activation; for EigenGrad-CAM, the HiResCAM map).
+tensors' device (never an ``N × N`` matrix). An SVD's sign is arbitrary, so it is fixed
+deterministically: the map is oriented to correlate positively with the plain channel sum
+of the same contributions (for EigenCAM, the total activation; for EigenGrad-CAM, the
+HiResCAM map).
 """
 
 from __future__ import annotations
