@@ -180,6 +180,10 @@ def test_cli_bad_options_exit_2_before_any_output(
 
 
 def test_methods_lists_every_method_with_its_options(capsys) -> None:
+    """In registration order: the gradient family first, CAM and Eigen, then the re-runs."""
+    order = available_methods()
+    assert order[:2] == ["gradcam", "hirescam"]
+    assert order.index("eigencam") < order.index("scorecam") < order.index("fullgrad")
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out
     for name in available_methods():

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from camlens.capture import borrowed
 from camlens.errors import CamlensError, ModelOutputError, TargetError
-from camlens.methods.eigen import first_principal_component
+from camlens.methods.reduction import first_principal_component
 from camlens.methods.registry import Option, RunContext
 
 __all__ = [
