@@ -584,6 +584,10 @@ def _dense_expected(method: str, x, weight, bias, masks) -> torch.Tensor:
         one_hot = torch.eye(3, dtype=DOUBLE)[None, :, :, None, None]
         bias_term = one_hot * m * bias[None, None, :, None, None]  # ∇_z(score_k) ⊙ b
         return _psi(input_term) + _psi(bias_term)
+    if method == "randomcam":  # documented: U(-1, 1) from a generator seeded 0, every image
+        generator = torch.Generator().manual_seed(0)
+        weights = 2 * torch.rand(x.shape[1], dtype=DOUBLE, generator=generator) - 1
+        return channel_weighted(weights.expand(x.shape[0], 3, -1))
     raise AssertionError(f"no expected map for {method}")
 
 
@@ -620,3 +624,25 @@ def test_segmentation_each_class_by_formula_and_batch(method: str) -> None:
         single = run(slice(image, image + 1))
         assert_close(single.layer_maps[method][0][0], layer_map[image], rtol=1e-12, atol=1e-12)
         assert_close(single.maps[method][0], result.maps[method][image], rtol=1e-12, atol=1e-12)
+
+
+def test_randomcam_is_a_seeded_random_combination_of_channels() -> None:
+    """RandomCAM: ``Σ_c w_c A_c`` with ``w_c`` in [-1, 1]. With one-hot activations (channel
+    ``c`` is 1 at cell ``c`` only) the map reads the weights off directly: they lie in
+    [-1, 1], are not all equal, repeat for the same seed, change with another, and are the
+    same for every image of a batch and every class of a segmentation."""
+    channels = 6
+    activations = torch.eye(channels, dtype=torch.float64).reshape(channels, 2, 3)
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(channels * 6, 3)).double()
+    x = activations.expand(2, channels, 2, 3).clone()
+    first = camlens.explain(model, x, "randomcam", "0", targets=[0, 1])
+    weights = first.layer_maps[0][0].flatten()
+    assert bool((weights.abs() <= 1).all()) and weights.unique().numel() == channels
+    assert torch.equal(first.layer_maps[0][0], first.layer_maps[0][1])  # every image alike
+    again = camlens.explain(model, x, "randomcam", "0", targets=[2, 2])
+    assert torch.equal(again.layer_maps[0], first.layer_maps[0])  # target-agnostic, seeded
+    other = camlens.explain(model, x, "randomcam", "0", targets=0, options={"seed": 1})
+    assert not torch.equal(other.layer_maps[0], first.layer_maps[0])
+    torch.manual_seed(3)
+    unseeded = camlens.explain(model, x, "randomcam", "0", targets=0, options={"seed": None})
+    assert not torch.equal(unseeded.layer_maps[0][0], unseeded.layer_maps[0][1])
