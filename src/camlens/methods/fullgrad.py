@@ -45,11 +45,12 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from camlens.capture import borrowed
-from camlens.errors import InputShapeError, TargetError
+from camlens.errors import InputShapeError
 from camlens.methods.registry import Method, RunContext, register
 from camlens.outputs import as_score_tensor
 from camlens.postprocess import min_max
 from camlens.reshape import tokens_to_grid
+from camlens.target_sets import TargetSet
 
 __all__ = [
     "FULLGRAD_EPSILON",
@@ -180,24 +181,6 @@ def _recorded_forward(
         yield leaf, recorder, output
 
 
-def _target_scores(
-    targets: Sequence[Sequence[Callable[[torch.Tensor], torch.Tensor]]], scores: torch.Tensor
-) -> torch.Tensor:
-    """``(B, K)`` from each image's ``K`` targets."""
-    rows = []
-    for image, image_targets in enumerate(targets):
-        row = []
-        for target in image_targets:
-            value = target(scores[image])
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise TargetError(
-                    f"target {target!r} of image {image} did not return one scalar tensor."
-                )
-            row.append(value.reshape(()))
-        rows.append(torch.stack(row))
-    return torch.stack(rows)
-
-
 def fullgrad_decomposition(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -208,7 +191,7 @@ def fullgrad_decomposition(
     if len(targets) != inputs.shape[0]:
         raise InputShapeError(f"got {len(targets)} targets for {inputs.shape[0]} images")
     with _recorded_forward(model, inputs) as (leaf, recorder, output):
-        scores = _target_scores([[t] for t in targets], as_score_tensor(output))
+        scores = TargetSet([[t] for t in targets]).scores(as_score_tensor(output))
         return recorder.decompose(leaf, scores.sum(), retain_graph=False)
 
 
@@ -269,7 +252,7 @@ def fullgrad(context: RunContext) -> list[torch.Tensor]:
     size = tuple(context.inputs.shape[2:])
     maps = []
     with _recorded_forward(context.model, context.inputs) as (leaf, recorder, output):
-        scores = _target_scores(context.targets, context.score_tensor(output))
+        scores = TargetSet(context.targets).scores(context.score_tensor(output))
         count = scores.shape[1]
         for k in range(count):
             decomposition = recorder.decompose(leaf, scores[:, k].sum(), retain_graph=k < count - 1)

@@ -39,6 +39,7 @@ from camlens.capture import borrowed
 from camlens.errors import CamlensError, ModelOutputError, TargetError
 from camlens.methods.reduction import first_principal_component
 from camlens.methods.registry import Option, RunContext
+from camlens.targets import target_score
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",
@@ -174,14 +175,16 @@ def weighted_maps(
     return torch.stack(maps, dim=1)
 
 
-def _score_column(target: Callable[[torch.Tensor], torch.Tensor], scores: torch.Tensor) -> Any:
+def _score_column(
+    target: Callable[[torch.Tensor], torch.Tensor], scores: torch.Tensor, where: str
+) -> Any:
     """``target`` applied to each of ``scores``' ``n`` items: one batched call with
     ``torch.vmap`` (the target sees one image's scores, as always), or one call per item
     where the target cannot be vmapped (``.item()``, data-dependent branches, ...)."""
     try:
         return torch.vmap(target)(scores)
     except Exception:  # not vmappable: call it per item, which raises real errors itself
-        return torch.stack([torch.as_tensor(target(item)).reshape(()) for item in scores])
+        return torch.stack([target_score(target, item, where) for item in scores])
 
 
 def score_outputs(context: RunContext, scores: torch.Tensor, image: int) -> torch.Tensor:
@@ -193,7 +196,7 @@ def score_outputs(context: RunContext, scores: torch.Tensor, image: int) -> torc
     """
     columns = []
     for index, target in enumerate(context.targets[image]):
-        values = _score_column(target, scores)
+        values = _score_column(target, scores, f"target {index} of image {image}")
         if not isinstance(values, torch.Tensor) or tuple(values.shape) != (scores.shape[0],):
             raise TargetError(
                 f"target {index} of image {image} ({target!r}) did not return one scalar "

@@ -22,7 +22,7 @@ from camlens.outputs import as_score_tensor
 from camlens.postprocess import upsample
 from camlens.steps import model_device
 from camlens.target_sets import resolve_targets
-from camlens.targets import ClassifierOutputTarget
+from camlens.targets import ClassifierOutputTarget, target_score
 
 __all__ = [
     "ScoreKind",
@@ -171,16 +171,12 @@ class Scorer:
                     f"with {outputs.shape[1]} classes (valid: 0..{outputs.shape[1] - 1})."
                 )
             return outputs.gather(1, (classes % outputs.shape[1])[:, None])[:, 0]
-        values = []
-        for row, image in zip(outputs, images.tolist(), strict=True):
-            value = self.targets[image](row)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise TargetError(
-                    f"target {image} ({self.targets[image]!r}) did not return one scalar tensor; "
-                    "a target takes one image's output and returns a scalar."
-                )
-            values.append(value.reshape(()))
-        return torch.stack(values)
+        return torch.stack(
+            [
+                target_score(self.targets[image], row, f"target {image}")
+                for row, image in zip(outputs, images.tolist(), strict=True)
+            ]
+        )
 
     def scores(
         self, count: int, make: Callable[[slice], tuple[torch.Tensor, torch.Tensor]]
