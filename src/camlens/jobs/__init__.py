@@ -1,0 +1,1 @@
+"""The streamed, resumable job runner behind `camlens explain FOLDER ...`."""
