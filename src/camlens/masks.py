@@ -18,7 +18,13 @@ import torch.nn.functional as F
 
 from camlens.postprocess import upsample
 
-__all__ = ["box_mask", "connected_components", "largest_component", "positive_mass_in_mask"]
+__all__ = [
+    "box_mask",
+    "connected_components",
+    "largest_component",
+    "positive_mass_in_mask",
+    "resample_positive",
+]
 
 
 def box_mask(shape: Sequence[int], box: Sequence[int], device: torch.device | None = None):
@@ -73,21 +79,41 @@ def largest_component(mask: torch.Tensor) -> torch.Tensor:
     return labels == values[counts.argmax()]
 
 
+def resample_positive(positive: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Non-negative maps ``(N, *grid)`` resampled to ``size`` keeping every cell's mass
+    somewhere: area averages along axes that shrink, bilinear along axes that grow."""
+    size = tuple(int(s) for s in size)
+    shrunk = tuple(min(int(g), s) for g, s in zip(positive.shape[1:], size, strict=True))
+    if shrunk != tuple(positive.shape[1:]):
+        pool = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
+        positive = pool[len(size) - 1](positive.unsqueeze(1), shrunk)[:, 0]
+    return upsample(positive, size)
+
+
 def positive_mass_in_mask(
     maps: torch.Tensor, masks: torch.Tensor, spatial_dims: int = 2
 ) -> torch.Tensor:
     """Share of the positive mass of ``maps`` inside ``masks``: ``Σ_mask relu(m) / Σ relu(m)``,
     the energy-based pointing game of Wang et al., CVPR Workshops 2020 (§4.2).
 
+    The positive part ``relu(m)`` is taken at the maps' own grid, *then* resampled to the
+    masks' size: upsampled bilinearly (half-pixel centres) along axes that grow, averaged over
+    areas (adaptive average pooling) along axes that shrink. Both are non-negative weightings
+    that give every grid cell a positive weight somewhere, so a map with any positive cell
+    keeps positive mass at the masks' size, near where that cell was — the share is defined
+    exactly when the raw map has positive evidence. (Resampling the signed map first let
+    negative neighbours cancel a positive cell, and plain bilinear shrinking skipped cells,
+    both giving NaN.) Negative evidence plays no part: a uniform positive map gives the
+    mask's area fraction, and maps already at the masks' size are used as they are.
+
     Args:
-        maps: ``(..., *grid)`` signed maps at any resolution; upsampled (bilinear, half-pixel
-            centres) to the masks' size when they differ.
+        maps: ``(..., *grid)`` signed maps at any resolution.
         masks: ``(..., *spatial)`` masks with the same leading shape as ``maps``; bool, or
             float weights where > 0 counts as inside.
         spatial_dims: how many trailing axes are spatial (2 for images, 3 for volumes).
 
     Returns:
-        ``(...)`` shares in [0, 1]; NaN where a map has no positive mass.
+        ``(...)`` shares in [0, 1]; NaN where a map has no positive cell.
     """
     size = tuple(masks.shape[-spatial_dims:])
     leading = maps.shape[:-spatial_dims]
@@ -96,8 +122,8 @@ def positive_mass_in_mask(
             f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must share their leading "
             f"axes (all but the last {spatial_dims})"
         )
-    flat = maps.reshape(-1, *maps.shape[-spatial_dims:])
-    positive = torch.relu(upsample(flat, size)).reshape(*leading, *size)
+    flat = torch.relu(maps.reshape(-1, *maps.shape[-spatial_dims:]))
+    positive = resample_positive(flat, size).reshape(*leading, *size)
     inside = (positive * (masks > 0)).flatten(-spatial_dims).sum(-1)
     total = positive.flatten(-spatial_dims).sum(-1)
     return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.nan)

@@ -28,7 +28,12 @@ from camlens.engine import Strategy, explain_batch, plan_methods, prepare_input
 from camlens.errors import InputShapeError, ModelOutputError, TargetError
 from camlens.explanation import pick_layer
 from camlens.layers import LayerSpec, layer_name, resolve_layers
-from camlens.masks import box_mask, largest_component, positive_mass_in_mask
+from camlens.masks import (
+    box_mask,
+    largest_component,
+    positive_mass_in_mask,
+    resample_positive,
+)
 from camlens.methods import get_method
 from camlens.outputs import is_dense
 from camlens.postprocess import upsample
@@ -200,9 +205,9 @@ def _positive_share(layer_maps: list[torch.Tensor], masks: torch.Tensor) -> torc
     size = tuple(masks.shape[2:])
     scaled = []
     for maps in layer_maps:
-        positive = torch.relu(upsample(maps.flatten(0, 1), size))
+        positive = torch.relu(maps.flatten(0, 1))  # at the layer's grid, then resampled
         peak = positive.flatten(1).amax(1).clamp_min(1e-30)
-        scaled.append(positive / peak.view(-1, *[1] * len(size)))
+        scaled.append(resample_positive(positive / peak.view(-1, *[1] * len(size)), size))
     combined = torch.stack(scaled).sum(0)
     return positive_mass_in_mask(combined.reshape(masks.shape), masks)
 

@@ -40,9 +40,9 @@ from torch import nn
 
 from camlens.capture import borrowed
 from camlens.errors import InputShapeError, ModelOutputError
+from camlens.masks import resample_positive
 from camlens.metrics._scoring import device_for
 from camlens.outputs import as_score_tensor, is_dense
-from camlens.postprocess import upsample
 from camlens.targets import ClassifierOutputTarget, class_label
 
 __all__ = ["ClassAudit", "DatasetAudit", "audit_dataset"]
@@ -285,7 +285,7 @@ def _accumulate(
     size: tuple[int, int],
 ) -> None:
     dtype = sums.maps.dtype
-    positive = torch.relu(upsample(maps.to(dtype), size))
+    positive = resample_positive(torch.relu(maps.to(dtype)), size)  # no cell cancelled
     mass = positive.flatten(1).sum(1)
     explained = mass > 0
     unit = positive / mass.clamp_min(1e-30)[:, None, None]
