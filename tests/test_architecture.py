@@ -19,6 +19,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "models": ("camlens.models",),
     "core": (
         "camlens._renamed",
+        "camlens.atomic",
         "camlens.errors",
         "camlens.capture",
         "camlens.outputs",

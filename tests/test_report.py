@@ -6,13 +6,17 @@ real headless Chromium (skipped when ``/usr/bin/chromium`` is not installed).
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import shutil
 import subprocess
+from collections.abc import Callable
 from fnmatch import fnmatch
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -415,6 +419,266 @@ def test_failed_rename_leaves_no_partial_file(tmp_path: Path) -> None:
         Report("t", out_dir=out).write()
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]
     assert (out / "report.html").is_dir()
+
+
+# --------------------------------------------------------------------------------------
+# Sections as data: to_data, add_section_data, per-item image folders
+# --------------------------------------------------------------------------------------
+
+
+def build_full(out: Path, shared: Path) -> Report:
+    """:func:`build`, plus figures from files (copied, converted, inside ``out_dir``, linked
+    in place outside it), deeper nesting, an explicit anchor, and ids claimed in an order
+    that differs from the page's order."""
+    report = build(out)
+    shared.mkdir(parents=True, exist_ok=True)
+    outside = shared / f"outside {QUOTES}.png"
+    Image.fromarray(np.full((5, 7, 3), 40, np.uint8)).save(outside)
+    tiff = shared / "scan.tif"
+    Image.fromarray(np.full((6, 4), 99, np.uint8)).save(tiff)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    inside = out / "maps" / "inside.png"
+    Image.fromarray(np.zeros((3, 9), np.uint8)).save(inside)
+
+    files = report.section(f"Files {EVIL}", anchor="files")
+    row = files.figure_row(caption=None, width=90, pixelated=True)
+    row.figure(outside, caption=f"copied {EVIL}", alt=f"alt {EVIL}")
+    row.figure(tiff, caption=None, note="converted to PNG")
+    row.figure(inside, caption="inside out_dir", pixelated=False)
+    row.figure(outside, caption="linked in place", copy=False, width=33)
+    row.figure(Image.new("RGBA", (4, 2), (1, 2, 3, 4)), caption="", note=f"{QUOTES}")
+    files.figure_row()  # empty, no caption: renders nothing, must still round-trip
+    files.figure_row(caption="empty row with a caption")
+    level1 = files.subsection("Level 1")
+    level2 = level1.subsection("Level 2")
+    level2.subsection("Level 3").paragraph("deep").table([], [[1, "a"], [2.5, None]])
+    level2.key_values([])
+    level1.callout("no label", kind="danger", title="")
+    # the same title again: ids are claimed in creation order, not page order
+    late = report.section("Level 1")
+    report.sections[0].subsection("Level 1").preformatted("claimed last, shown early")
+    late.paragraph("after")
+    return report
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _round_trip(report: Report, out: Path) -> Report:
+    fresh = Report(report.title, subtitle=report.subtitle, out_dir=out)
+    for section in report.sections:
+        text = json.dumps(section.to_data(), allow_nan=False)
+        fresh.add_section_data(json.loads(text))
+    return fresh
+
+
+def test_sections_round_trip_as_data_byte_identical(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = build_full(out, tmp_path / "shared")
+    original = report.write().read_bytes()
+    before = _files(tmp_path)
+
+    rebuilt = _round_trip(report, out)
+    assert rebuilt.render() == report.render()
+    assert [s.anchor for s in rebuilt.sections] == [s.anchor for s in report.sections]
+    assert _files(tmp_path) == before  # nothing written, copied or re-encoded
+    rebuilt.write()
+    assert (out / "report.html").read_bytes() == original
+
+    page = parse(original.decode("utf-8"))
+    assert page.errors == [] and page.stack == []
+    assert len(page.ids) == len(set(page.ids))
+    assert len(page.imgs) == 3 + 5
+    for img in page.imgs:
+        assert (out / unquote(str(img["src"]))).is_file()
+
+
+def test_section_data_is_json_with_relative_posix_paths(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = build_full(out, tmp_path / "shared")
+    data = [section.to_data() for section in report.sections]
+    assert json.loads(json.dumps(data, allow_nan=False)) == data  # JSON types only
+    first = data[0]
+    assert first["version"] == 1 and first["title"] == f"Tile 3: {EVIL}"
+    assert first["anchor"] == report.sections[0].anchor
+    types = [block["type"] for block in first["blocks"]]
+    assert types == ["paragraph", "key_values", "figure_row", "table", "section", "section"]
+    assert first["blocks"][1]["items"][1] == ["mass", "0.831", "num"]
+    assert first["blocks"][3]["rows"][1][1] == ["–", "na"]
+    figure = first["blocks"][2]["figures"][0]
+    assert figure == {
+        "path": "images/001-hirescam-script-alert-1-script.png",
+        "pixel_width": 32,
+        "pixel_height": 24,
+        "width": 256,
+        "caption": f"HiResCAM {EVIL}",
+        "note": f"note {QUOTES}",
+        "alt": f"HiResCAM {EVIL}",
+        "pixelated": False,
+    }
+    files = next(d for d in data if d["anchor"] == "files")["blocks"][0]
+    assert (files["width"], files["pixelated"], files["caption"]) == (90, True, None)
+    paths = [f["path"] for f in files["figures"]]
+    assert paths[2] == "maps/inside.png"
+    assert paths[3] == f"../shared/outside {QUOTES}.png"  # linked in place, outside out_dir
+    assert all("\\" not in p and not p.startswith("/") for p in paths)
+    nested = first["blocks"][4]
+    assert nested["type"] == "section" and nested["blocks"][0]["type"] == "callout"
+    assert nested["blocks"][1] == {
+        "type": "section",
+        "title": "Deeper",
+        "anchor": "deeper",
+        "blocks": [],
+    }
+
+
+def test_hostile_text_survives_the_round_trip_escaped(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = Report("t", out_dir=out)
+    section = report.section(EVIL, anchor=EVIL)
+    section.figure_row(caption=EVIL).figure(rgb_image(), caption=EVIL, note=EVIL, alt=EVIL)
+    section.table([EVIL], [[EVIL]], caption=EVIL)
+    data = json.loads(json.dumps(section.to_data()))
+    data["anchor"] = f'x" onmouseover="{EVIL}'  # a tampered id is re-slugified, not trusted
+    rebuilt = Report("t", out_dir=out)
+    rebuilt.add_section_data(data)
+    text = rebuilt.render()
+    assert EVIL not in text and "onmouseover" not in text.replace("x-onmouseover", "")
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
+    shown = "".join(parse(text).data)
+    assert shown.count(EVIL) >= 4
+    assert rebuilt.sections[0].anchor == "x-onmouseover-script-alert-1-script"
+
+
+def test_rebuilt_ids_stay_unique_in_a_merged_page(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    one = Report("one", out_dir=out)
+    one.section("Image").subsection("Details")
+    merged = Report("all", out_dir=out)
+    merged.section("toc")  # the page's own ids and taken ones are never reused
+    for _ in range(3):
+        merged.add_section_data(json.loads(json.dumps(one.sections[0].to_data())))
+    anchors = [s.anchor for s in merged.sections]
+    nested = [s.subsections[0].anchor for s in merged.sections[1:]]
+    assert anchors == ["toc-2", "image", "image-2", "image-3"]
+    assert nested == ["details", "details-2", "details-3"]
+    page = parse(merged.render())
+    assert len(page.ids) == len(set(page.ids))
+
+
+def _item_report(out: Path, key: str) -> Report:
+    """What a job does per input: a small report of its own, images in ``images/<key>``."""
+    report = Report("item", out_dir=out, image_dir=f"images/{key}")
+    section = report.section(f"Image: {key}.png")
+    row = section.figure_row(caption="class 1")
+    row.figure(rgb_image(seed=len(key)), caption="image")
+    row.figure(rgb_image(seed=7)[..., 1], caption="HiResCAM")
+    section.key_values({"score": 0.5})
+    return report
+
+
+def test_per_item_image_folders_are_numbered_per_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    items = {key: _item_report(out, key) for key in ("a", "bb")}
+    expected = ["001-image.png", "002-hirescam.png"]
+    for key in items:
+        assert sorted(p.name for p in (out / "images" / key).iterdir()) == expected
+    data = {key: json.dumps(r.sections[0].to_data()) for key, r in items.items()}
+    assert json.loads(data["a"])["blocks"][0]["figures"][1]["path"] == "images/a/002-hirescam.png"
+    # the same item again (a resumed run, another shard): same names, same bytes, same data
+    first = _files(out / "images" / "a")
+    again = _item_report(out, "a")
+    assert json.dumps(again.sections[0].to_data()) == data["a"]
+    assert {k: v[0] for k, v in _files(out / "images" / "a").items()} == {
+        k: v[0] for k, v in first.items()
+    }
+
+    final = Report("job", out_dir=out)
+    for key in ("a", "bb"):
+        final.add_section_data(json.loads(data[key]))
+    before = _files(out)
+    final.section("Summary").figure_row().figure(rgb_image(), caption="image")
+    added = sorted(set(_files(out)) - set(before))
+    assert added == ["images/001-image.png"]  # the job's own images: no clash with items
+    srcs = [str(img["src"]) for img in parse(final.render()).imgs]
+    assert srcs[:4] == [f"images/{k}/{n}" for k in ("a", "bb") for n in expected]
+
+
+def test_rebuilt_figures_are_not_overwritten_by_new_ones(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    old = Report("t", out_dir=out)
+    old.section("s").figure_row().figure(rgb_image(seed=1), caption="x")
+    rebuilt = Report("t", out_dir=out)
+    rebuilt.add_section_data(old.sections[0].to_data())
+    kept = (out / "images" / "001-x.png").read_bytes()
+    new = rebuilt.section("more").figure_row().figure(rgb_image(seed=2), caption="x")
+    assert new.path.name == "002-x.png"
+    assert (out / "images" / "001-x.png").read_bytes() == kept
+
+
+def test_image_dir_may_be_a_relative_folder_path(tmp_path: Path) -> None:
+    report = Report("t", out_dir=tmp_path, image_dir="images/tile-3")
+    figure = report.section("s").figure_row().figure(np.zeros((2, 2)), caption="m")
+    assert figure.path == tmp_path / "images" / "tile-3" / "001-m.png"
+    assert figure.src == "images/tile-3/001-m.png"
+    for bad in ("images/../x", "/abs", "a//b", "a\\b", "images/", " a", "", "./a"):
+        with pytest.raises(ReportError):
+            Report("t", out_dir=tmp_path, image_dir=bad)
+
+
+def test_malformed_section_data_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = Report("t", out_dir=out)
+    section = report.section("s")
+    section.figure_row().figure(np.zeros((2, 2)), caption="m")
+    section.table(["a"], [[1]])
+    good = json.loads(json.dumps(section.to_data()))
+
+    def broken(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+        data = copy.deepcopy(good)
+        change(data)
+        return data
+
+    cases = [
+        (broken(lambda d: d.pop("title")), "missing 'title'"),
+        (broken(lambda d: d.update(version=99)), "version 99"),
+        (broken(lambda d: d["blocks"].append({"type": "script"})), "unknown block type"),
+        (broken(lambda d: d["blocks"][0]["figures"][0].update(width=0)), r"figures\[0\]\.width"),
+        (broken(lambda d: d["blocks"][0]["figures"][0].update(path="/etc/passwd")), "relative"),
+        (broken(lambda d: d["blocks"][1]["rows"][0][0].__setitem__(1, "evil")), "kind"),
+        (broken(lambda d: d["blocks"][1]["rows"].append([])), "cells"),
+        (broken(lambda d: d["blocks"].append({"type": "callout", "kind": "ok"})), "missing .text."),
+        ([good], "must be a dict"),
+    ]
+    fresh = Report("t", out_dir=out)
+    for data, message in cases:
+        with pytest.raises(ReportError, match=message):
+            fresh.add_section_data(data)
+    missing = broken(lambda d: d["blocks"][0]["figures"][0].update(path="images/gone.png"))
+    with pytest.raises(ImageLoadError):
+        fresh.add_section_data(missing)
+    assert fresh.sections == []
+
+
+def test_images_are_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    report = Report("t", out_dir=out)
+    row = report.section("s").figure_row()
+    row.figure(np.zeros((2, 2)), caption="kept")
+
+    def killed(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        fp.write(b"\x89PNG half an image")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        row.figure(np.zeros((2, 2)), caption="killed")
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["001-kept.png"]
 
 
 # --------------------------------------------------------------------------------------

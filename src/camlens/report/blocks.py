@@ -2,12 +2,15 @@
 
 Each block is an immutable record of already-formatted (but not yet escaped) text that
 appends its HTML lines to a list; :class:`~camlens.report.section.Section` builds them.
+Each also describes itself as JSON-ready data (``_to_data``: a dict with a ``"type"``), from
+which :mod:`camlens.report.data` rebuilds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from camlens.report.markup import attr, esc
 
@@ -23,6 +26,9 @@ __all__ = [
 ]
 
 CalloutKind = Literal["info", "ok", "warning", "danger"]
+
+#: The kinds of a formatted table or key/value cell (see ``values.format_value``).
+CELL_KINDS = ("text", "num", "na")
 
 #: Call-out kinds and the label shown in front of their text.
 CALLOUT_KINDS: dict[str, str] = {
@@ -44,6 +50,10 @@ class Block:
     def _render(self, out: list[str], depth: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The block as JSON-ready data; file paths relative to ``out_dir``."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Paragraph(Block):
@@ -52,6 +62,9 @@ class Paragraph(Block):
     def _render(self, out: list[str], depth: int) -> None:
         out.append(f"<p>{esc(self.text)}</p>")
 
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "paragraph", "text": self.text}
+
 
 @dataclass(frozen=True)
 class Preformatted(Block):
@@ -59,6 +72,9 @@ class Preformatted(Block):
 
     def _render(self, out: list[str], depth: int) -> None:
         out.append(f"<pre>{esc(self.text)}</pre>")
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "preformatted", "text": self.text}
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,9 @@ class Callout(Block):
             f'<div class="callout {esc(self.kind)}" role="note">{head}{esc(self.text)}</div>'
         )
 
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "callout", "kind": self.kind, "title": self.title, "text": self.text}
+
 
 @dataclass(frozen=True)
 class KeyValues(Block):
@@ -84,6 +103,9 @@ class KeyValues(Block):
         for key, text, kind in self.items:
             out.append(f"<dt>{esc(key)}</dt><dd{_kind_class(kind)}>{esc(text)}</dd>")
         out.append("</dl>")
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "key_values", "items": [list(item) for item in self.items]}
 
 
 @dataclass(frozen=True)
@@ -119,3 +141,12 @@ class Table(Block):
                     cells.append(f"<td{extra}>{esc(text)}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</tbody></table></div>")
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {
+            "type": "table",
+            "caption": self.caption,
+            "row_header": self.row_header,
+            "headers": list(self.headers),
+            "rows": [[list(cell) for cell in row] for row in self.rows],
+        }

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from camlens.report.atomic import write_text_atomic
+from camlens.report.data import section_from_data
 from camlens.report.images import ImageStore, Placed
 from camlens.report.markup import Ids, esc
 from camlens.report.section import Section
@@ -25,6 +26,14 @@ def _check_plain_name(what: str, value: str) -> None:
     """Refuse anything but a single plain file or folder name (no path, no dots-only)."""
     if not value or value in (".", "..") or "/" in value or "\\" in value or value != value.strip():
         raise ReportError(f"{what} must be a plain file or folder name; got {value!r}")
+
+
+def _check_image_dir(value: str) -> None:
+    """A relative folder of plain names separated by ``/`` (``images``, ``images/tile-3``)."""
+    if not isinstance(value, str) or not value:
+        raise ReportError(f"image_dir must be a relative folder; got {value!r}")
+    for part in value.split("/"):
+        _check_plain_name("image_dir", part)
 
 
 def _lines(out: list[str]) -> str:
@@ -46,7 +55,11 @@ class Report:
         out_dir: the folder to write into; created if missing. Files of an earlier
             report with the same names are overwritten.
         filename: the page's file name inside ``out_dir``.
-        image_dir: the sub-folder for images, a single plain folder name.
+        image_dir: the folder for images, relative to ``out_dir``: plain folder names
+            separated by ``/`` (``"images"``, or ``"images/<key>"`` to keep one item's
+            images apart), never ``..``. Images are named ``NNN-<slug>.<ext>``, numbered
+            from ``001`` per report in the order they are added, so two reports built by
+            the same calls name their files the same.
         figure_width: default displayed width of figures, in CSS pixels.
         footer: the small print at the bottom; ``None`` for the default, ``""`` for none.
     """
@@ -63,7 +76,7 @@ class Report:
         footer: str | None = None,
     ) -> None:
         _check_plain_name("filename", filename)
-        _check_plain_name("image_dir", image_dir)
+        _check_image_dir(image_dir)
         self.title = str(title)
         self.subtitle = None if subtitle is None else str(subtitle)
         self.out_dir = Path(out_dir)
@@ -95,9 +108,36 @@ class Report:
         title = str(title)
         return Section(self, title, self._ids.claim(title if anchor is None else anchor, "s"))
 
+    def add_section_data(self, data: Any) -> Section:
+        """Add a top-level section rebuilt from :meth:`Section.to_data`'s output and return it.
+
+        ``data`` may have been through ``json.dumps`` / ``json.loads`` and come from another
+        :class:`Report` (another process, a shard of a job) on the same ``out_dir``: the
+        figures link the image files already there (relative to ``out_dir``), nothing is
+        copied or re-encoded. Ids are kept where they are free in this page and made unique
+        otherwise, as for :meth:`section`. Rebuilding every section of a report, in order,
+        into a fresh report with the same options renders the same page, byte for byte.
+
+        Raises:
+            ReportError: ``data`` is malformed (the message says where) or of another version.
+            ImageLoadError: a figure's image file does not exist.
+        """
+        section = section_from_data(self, data)
+        self.sections.append(section)
+        return section
+
+    def _rebuilt_section(self, title: str, anchor: str) -> Section:
+        """A section for rebuilt data: its old id, if still free in this page."""
+        return Section(self, title, self._ids.claim_exact(anchor, "s"))
+
     def _store_image(self, image: Any, label: str | None, *, copy: bool) -> Placed:
         """Save or place one figure's image; see :meth:`ImageStore.store`."""
         return self._images.store(image, label, copy=copy)
+
+    def _link_image(self, relative: str) -> tuple[Path, str]:
+        """An image file already inside ``out_dir``, for a rebuilt figure; see
+        :meth:`ImageStore.link`."""
+        return self._images.link(relative)
 
     # -- output --------------------------------------------------------------------
     def render(self) -> str:

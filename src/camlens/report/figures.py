@@ -7,6 +7,7 @@ shown scaled.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,12 @@ from camlens.report.values import check_width
 if TYPE_CHECKING:
     from camlens.report.document import Report
 
-__all__ = ["Figure", "FigureRow"]
+__all__ = ["Figure", "FigureRow", "shown_height"]
+
+
+def shown_height(width: int, pixel_width: int, pixel_height: int) -> int:
+    """The displayed height of a figure shown ``width`` CSS pixels wide (aspect ratio kept)."""
+    return max(1, round(width * pixel_height / pixel_width))
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,21 @@ class Figure:
             out.append(f'<span class="note">{esc(self.note)}</span>')
         out.append(f'<span class="size">{self.pixel_width}×{self.pixel_height} px</span>')
         out.append("</figcaption></figure>")
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        """The figure as JSON-ready data: its file relative to ``out_dir`` (POSIX
+        separators; ``..`` for a file linked in place outside it) and how it is shown."""
+        relative = os.path.relpath(Path(self.path).resolve(), Path(out_dir).resolve())
+        return {
+            "path": Path(relative).as_posix(),
+            "pixel_width": self.pixel_width,
+            "pixel_height": self.pixel_height,
+            "width": self.width,
+            "caption": self.caption,
+            "note": self.note,
+            "alt": self.alt,
+            "pixelated": self.pixelated,
+        }
 
 
 class FigureRow(Block):
@@ -124,7 +145,7 @@ class FigureRow(Block):
         label = name if name is not None else caption
         path, src, (pw, ph) = self._report._store_image(image, label, copy=copy)
         shown_w = width if width is not None else self._report.figure_width
-        shown_h = max(1, round(shown_w * ph / pw))
+        shown_h = shown_height(shown_w, pw, ph)
         figure = Figure(
             path=path,
             src=src,
@@ -150,3 +171,12 @@ class FigureRow(Block):
         for figure in self.figures:
             figure._render(out)
         out.append("</div></figure>")
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {
+            "type": "figure_row",
+            "caption": self.caption,
+            "width": self._width,
+            "pixelated": self._pixelated,
+            "figures": [figure._to_data(out_dir) for figure in self.figures],
+        }

@@ -26,7 +26,11 @@ Design choices, and why:
 * Image files are named by the writer (a running number and a slug of the name or
   caption, ``[a-z0-9-]`` only), so no label can write outside ``out_dir/images`` and two
   figures never overwrite each other. Arrays are saved as soon as they are added, so a
-  long report does not keep every picture in memory.
+  long report does not keep every picture in memory. Every file is written atomically.
+* A section can be kept as JSON-ready data (:meth:`Section.to_data`) and rebuilt into
+  another report on the same folder (:meth:`Report.add_section_data`), linking the images
+  already written: a long job records each item's section as it finishes and assembles the
+  page at the end, from one process or several.
 * The output is a pure function of the calls made: no time stamps, no absolute paths, no
   random ids, sorted nothing that the caller ordered. The same calls give the same bytes,
   so reports can be diffed and cached.
@@ -44,7 +48,10 @@ from :mod:`camlens.report`):
 * :mod:`camlens.report.images`: saving, converting, copying and naming image files;
 * :mod:`camlens.report.markup`: escaping, attributes, :func:`slugify`, unique ids;
 * :mod:`camlens.report.values`: :func:`format_value`, option checks, :class:`ReportError`;
-* :mod:`camlens.report.atomic`: writing the page without ever leaving half a file;
+* :mod:`camlens.report.data`: rebuilding sections from :meth:`Section.to_data` (a job's
+  manifest) with :meth:`Report.add_section_data`;
+* :mod:`camlens.report.atomic`: writing the page without ever leaving half a file (over
+  :mod:`camlens.atomic`, which writes the images too);
 * :mod:`camlens.report.static`: :data:`STYLE` and the page skeleton, read from
   ``assets/report.css`` and ``assets/page.html``.
 """

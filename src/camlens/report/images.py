@@ -4,21 +4,34 @@ Image files are named by the writer (a running number and a slug of the name or 
 ``[a-z0-9-]`` only), so no label can write outside ``out_dir/images`` and two figures never
 overwrite each other. Arrays are saved as soon as they are added, so a long report does
 not keep every picture in memory.
+
+The running number counts per :class:`ImageStore`, that is per
+:class:`~camlens.report.document.Report`: ``001-…``, ``002-…`` in the order figures are
+added. A report's file names are therefore a function of its own calls only, which is what
+lets a job give every input its own small report (``Report(out_dir,
+image_dir=f"images/{key}")``) and get the same names for that input whether it ran alone, in
+a shard or again after an interruption.
+
+Every file is written atomically (:mod:`camlens.atomic`): a killed run never leaves a
+truncated image under its final name.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from camlens.atomic import atomic_open, save_png
 from camlens.errors import ImageLoadError, InputShapeError, NonFiniteError
 from camlens.report.markup import slugify
+from camlens.report.values import ReportError
 
 __all__ = ["ImageStore", "to_uint8_pixels"]
 
@@ -88,7 +101,11 @@ def _png_ready(picture: Image.Image) -> Image.Image:
 
 
 class ImageStore:
-    """The images of one report: ``out_dir/image_dir/NNN-slug.ext``, numbered from 001."""
+    """The images of one report: ``out_dir/image_dir/NNN-slug.ext``, numbered from 001.
+
+    ``image_dir`` is relative to ``out_dir`` (``"images"``, or ``"images/<key>"`` for one
+    item of a job); the number counts per store, so per report.
+    """
 
     def __init__(self, out_dir: Path, image_dir: str) -> None:
         self.out_dir = out_dir
@@ -104,8 +121,35 @@ class ImageStore:
         else:
             picture = Image.fromarray(to_uint8_pixels(image))
         target = self._folder() / self._next_name(label, ".png")
-        picture.save(target, format="PNG")
+        save_png(target, picture)
         return target, self.url(target), picture.size
+
+    def link(self, relative: str) -> tuple[Path, str]:
+        """An image file already written, given by its path relative to ``out_dir`` (POSIX
+        separators; ``..`` allowed for files linked in place): ``(path, url)``, with nothing
+        copied or re-encoded. Used to rebuild figures from section data.
+
+        A file of this store's own folder named ``NNN-…`` moves the running number past
+        ``NNN``, so that figures added afterwards never overwrite it.
+
+        Raises:
+            ReportError: ``relative`` is not a relative path.
+            ImageLoadError: there is no such file.
+        """
+        if (
+            not isinstance(relative, str)
+            or not relative
+            or PurePosixPath(relative).is_absolute()
+            or PureWindowsPath(relative).anchor
+        ):
+            raise ReportError(f"a figure's path must be relative to out_dir; got {relative!r}")
+        path = self.out_dir / relative
+        if not path.is_file():
+            raise ImageLoadError(f"figure image not found: {path}")
+        number = re.match(r"(\d+)-", path.name)
+        if number and path.resolve().parent == (self.out_dir / self.image_dir).resolve():
+            self._count = max(self._count, int(number.group(1)))
+        return path, self.url(path)
 
     def url(self, file: Path) -> str:
         """The URL of ``file`` relative to the page: forward slashes, percent-encoded."""
@@ -131,7 +175,7 @@ class ImageStore:
                     opened.load()
                     picture = _png_ready(opened)
                     target = self._folder() / self._next_name(stem, ".png")
-                    picture.save(target, format="PNG")
+                    save_png(target, picture)
                     return target, self.url(target), size
         except FileNotFoundError as err:
             raise ImageLoadError(f"figure image not found: {source}") from err
@@ -146,5 +190,6 @@ class ImageStore:
                 pass
         target = self._folder() / self._next_name(stem, fmt_suffix)
         if not (target.exists() and target.resolve() == resolved):
-            shutil.copyfile(source, target)
+            with open(source, "rb") as original, atomic_open(target, "wb") as copied:
+                shutil.copyfileobj(original, copied)
         return target, self.url(target), size

@@ -17,6 +17,9 @@ __all__ = ["MAX_SLUG", "Ids", "attr", "esc", "slugify"]
 #: Longest slug used in an id or a file name; long captions are cut, not refused.
 MAX_SLUG = 48
 
+#: What an id made by :meth:`Ids.claim` looks like.
+_ID = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
 
 def esc(text: object) -> str:
     """HTML-escape ``str(text)``, quotes included, so it is safe in text and attributes."""
@@ -62,3 +65,15 @@ class Ids:
             candidate = f"{base}-{n}"
         self._used.add(candidate)
         return candidate
+
+    def claim_exact(self, anchor: str, fallback: str) -> str:
+        """``anchor`` itself when it is a well-formed id (``[a-z][a-z0-9-]*``, as
+        :meth:`claim` makes them) still free in this page, else ``claim(anchor, fallback)``.
+
+        Rebuilding sections from their data claims their old ids this way, so that a page
+        rebuilt in a fresh report keeps every id, whatever order they were first claimed in.
+        """
+        if len(anchor) <= MAX_SLUG + 8 and _ID.fullmatch(anchor) and anchor not in self._used:
+            self._used.add(anchor)
+            return anchor
+        return self.claim(anchor, fallback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camlens.report.blocks import (
@@ -28,7 +29,10 @@ from camlens.report.values import (
 if TYPE_CHECKING:
     from camlens.report.document import Report
 
-__all__ = ["Section"]
+__all__ = ["SECTION_DATA_VERSION", "Section"]
+
+#: The ``"version"`` of :meth:`Section.to_data`'s output; bumped when its meaning changes.
+SECTION_DATA_VERSION = 1
 
 
 class Section(Block):
@@ -148,6 +152,38 @@ class Section(Block):
     def subsections(self) -> list[Section]:
         """The direct child sections, in order."""
         return [b for b in self._blocks if isinstance(b, Section)]
+
+    # -- as data -------------------------------------------------------------------
+    def to_data(self) -> dict[str, Any]:
+        """The section as JSON-ready data, to rebuild it later with
+        :meth:`Report.add_section_data` (into this report's page or another one on the same
+        ``out_dir``), e.g. from a job's manifest.
+
+        ``{"version": 1, "title": ..., "anchor": ..., "blocks": [...]}``, the blocks in
+        order, each a dict with a ``"type"``: ``"paragraph"`` and ``"preformatted"``
+        (``text``), ``"callout"`` (``kind``, ``title``, ``text``), ``"key_values"``
+        (``items``: ``[key, text, kind]``), ``"table"`` (``caption``, ``row_header``,
+        ``headers``, ``rows`` of ``[text, kind]`` cells), ``"figure_row"`` (``caption``,
+        ``width``, ``pixelated`` and ``figures``: ``path``, ``pixel_width``,
+        ``pixel_height``, ``width``, ``caption``, ``note``, ``alt``, ``pixelated``) and
+        ``"section"`` (a subsection: ``title``, ``anchor``, ``blocks``). Texts are stored
+        as given (formatted, not escaped: the page escapes them when it is rendered);
+        ``kind`` is ``"text"``, ``"num"`` or ``"na"``. A figure names its image file by its
+        path relative to the report's ``out_dir``, with ``/`` separators; images are not
+        embedded. ``anchor`` is the id the section has in this page.
+        """
+        return {"version": SECTION_DATA_VERSION, **self._fields()}
+
+    def _fields(self) -> dict[str, Any]:
+        out_dir = self._report.out_dir
+        return {
+            "title": self.title,
+            "anchor": self.anchor,
+            "blocks": [block._to_data(out_dir) for block in self._blocks],
+        }
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "section", **self._fields()}
 
     # -- rendering -----------------------------------------------------------------
     def _render(self, out: list[str], depth: int) -> None:
