@@ -92,7 +92,7 @@ def test_explain_segmentation_end_to_end(workspace: Path, capsys, monkeypatch) -
     assert raw["hirescam_layer0"].min() < 0 < raw["hirescam_layer0"].max()  # signed
     page = (workspace / "out" / "report.html").read_text()
     assert "tile_10.png" in page and "Skipped inputs" in page
-    assert any(p.name.endswith("hirescam.png") for p in (workspace / "out" / "images").iterdir())
+    assert any(p.name.endswith("hirescam.png") for p in (workspace / "out" / "images").rglob("*"))
 
 
 def test_explain_classification(workspace: Path, monkeypatch) -> None:
@@ -117,7 +117,8 @@ def test_explain_classification(workspace: Path, monkeypatch) -> None:
     )
     assert status == 0
     summary = json.loads((workspace / "out" / "summary.json").read_text())
-    assert sorted((Path(i["file"]).name, i["class_id"]) for i in summary["images"]) == [
+    pairs = [(Path(i["file"]).name, r["class_id"]) for i in summary["images"] for r in i["records"]]
+    assert sorted(pairs) == [
         ("tile_1.png", 0),
         ("tile_1.png", 2),
         ("tile_2.png", 0),
@@ -191,7 +192,7 @@ def test_bad_weights_and_model_specs(workspace: Path, monkeypatch, capsys) -> No
                 "--model",
                 "mymodel.py:seg",
                 "--layer",
-                "x",
+                "encoder.layer4",
                 "--out",
                 "o",
                 "--quiet",

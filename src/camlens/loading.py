@@ -51,13 +51,19 @@ def load_model(spec: str) -> nn.Module:
         sys.path.insert(0, str(path.resolve().parent))  # let the file import its neighbours
         try:
             loader_spec.loader.exec_module(module)
+        except Exception as error:  # the user's file: syntax errors, failed imports, ...
+            raise ModelLoadError(
+                f"--model: importing {str(path)!r} failed: {_first_line(error)}"
+            ) from error
         finally:
             sys.path.remove(str(path.resolve().parent))
     else:
         try:
             module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ModelLoadError(f"--model: cannot import {module_name!r}: {error}") from error
+        except Exception as error:  # ImportError, or anything the module raises on import
+            raise ModelLoadError(
+                f"--model: cannot import {module_name!r}: {_first_line(error)}"
+            ) from error
     factory = getattr(module, factory_name, None)
     if factory is None or not callable(factory):
         public = sorted(
@@ -67,12 +73,21 @@ def load_model(spec: str) -> nn.Module:
             f"--model: {module_name!r} has no callable {factory_name!r}; callables there: "
             f"{', '.join(public[:12]) or 'none'}"
         )
-    model = factory()
+    try:
+        model = factory()
+    except Exception as error:
+        raise ModelLoadError(f"--model: {spec}() raised {_first_line(error)}") from error
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (an empty message gives the type alone)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> None:
@@ -84,12 +99,16 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"--weights: file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(
+            f"--weights: {str(path)!r} is empty (0 bytes); was it copied completely?"
+        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for bad files
         raise ModelLoadError(
             f"--weights: cannot read {str(path)!r} as a weights-only checkpoint "
-            f"({str(error).strip().splitlines()[0]}). "
+            f"({_first_line(error)}). "
             "Save a state dict: torch.save(model.state_dict(), path)."
         ) from error
     state = loaded

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from camlens.cli.options import parse_methods
+from camlens.cli.options import UsageError, parse_methods
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +36,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the sample tiles")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
 
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     """Write the demo's report into ``--out``; the exit status."""
     from camlens.demo.run import run_demo  # the demo's data and models load only when asked
 
+    if not 1 <= args.tiles <= 48:
+        raise UsageError(f"--tiles must be between 1 and 48, got {args.tiles}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
     page = run_demo(
         args.out,
         tiles=args.tiles,

@@ -15,6 +15,7 @@ from camlens.cli import artefacts
 from camlens.cli.job import Job, batches, detect_task, finish, model_inputs, open_job
 from camlens.cli.options import (
     HelpFormatter,
+    UsageError,
     add_model_arguments,
     classification_targets,
     segmentation_classes,
@@ -68,6 +69,13 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _check(args: argparse.Namespace) -> None:
+    if args.steps < 2:
+        raise UsageError(f"--steps must be at least 2 (points of a curve), got {args.steps}")
+    if args.near < 0:
+        raise UsageError(f"--near must be 0 or more pixels, got {args.near}")
+
+
 @dataclass
 class _Scores:
     """The scores of every explained image, and the task they were scored for."""
@@ -83,6 +91,7 @@ class _Scores:
 
 def run(args: argparse.Namespace) -> int:
     """Score every readable image; the exit status (1 if an input was skipped)."""
+    _check(args)
     job = open_job(args)
     args.out.mkdir(parents=True, exist_ok=True)
     scores = _score(args, job)

@@ -1,37 +1,50 @@
-"""``camlens explain``: explain a model on image files.
+"""``camlens explain``: explain a model on image files, as a resumable, shardable job.
 
-Writes into ``--out``: ``report.html`` (with its PNG overlays in ``images/``), the raw maps as
-one ``raw/<image>.npz`` per image (per image and class for a classifier given ``--class``),
-and ``summary.json``.
+Everything is checked before the first image is decoded (numbers, device, methods and
+options, model and weights, layers, ``--out``, image headers, class ids against the model's
+classes); then :func:`camlens.jobs.runner.run_plan` streams the images through
+:class:`camlens.jobs.explain.ExplainBatch`. ``--out`` holds ``raw/<name>.npz`` and
+``images/<name>/`` per image, ``manifest*.jsonl`` (what is done), ``run.json`` (the run's
+settings), ``summary.json`` and ``report.html`` (built from the manifests).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from camlens.cli import artefacts
-from camlens.cli.job import Job, batches, detect_task, finish, model_inputs, open_job
 from camlens.cli.options import (
     HelpFormatter,
+    UsageError,
+    add_job_arguments,
     add_model_arguments,
-    classification_targets,
-    segmentation_classes,
+    check_class_ids,
+    check_numbers,
+    class_ids,
+    parse_device,
+    parse_methods,
+    parse_options,
 )
-from camlens.explainer import Explainer
-from camlens.explanation import Explanation
-from camlens.files import natural_key
-from camlens.report import Report
-from camlens.report.content import add_classification_image, add_segmentation_image
-from camlens.segmentation import SegmentationExplanation, explain_segmentation
-from camlens.targets import ClassifierOutputTarget
+from camlens.engine import plan_methods
+from camlens.jobs.explain import ExplainBatch, ExplainSettings
+from camlens.jobs.folder import RunFolder, Shard
+from camlens.jobs.padding import model_multiple, pad_batch, padding_for, parse_pad
+from camlens.jobs.plan import Plan, make_plan
+from camlens.jobs.reader import probe_size, read_image
+from camlens.jobs.runner import run_plan
+from camlens.jobs.summary import Totals, build_outputs
+from camlens.layers import resolve_layers
+from camlens.loading import load_labels, load_model, load_weights
+from camlens.outputs import as_score_tensor, is_dense
+from camlens.steps import model_device
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "finish", "run"]
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -40,166 +53,169 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "explain",
         help="explain your own model on your images",
         description="Explain a model on image files, folders or globs (natural order). "
-        "Writes PNG overlays, raw maps (.npz), summary.json and report.html into --out.",
+        "Writes PNG overlays, raw maps (.npz), summary.json and report.html into --out; "
+        "resumable (--resume) and shardable (--shard i/N).",
         formatter_class=HelpFormatter,
     )
     add_model_arguments(parser, default_method="hirescam,gradcam")
+    add_job_arguments(parser)
     return parser
 
 
-@dataclass
-class _Run:
-    """One ``explain`` run: its set-up, report, file stems and the summary entries so far."""
-
-    args: argparse.Namespace
-    job: Job
-    report: Report
-    stems: dict[Path, str]
-    entries: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def out(self) -> Path:
-        return self.args.out
-
-    @property
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.args.model}
-
-
 def run(args: argparse.Namespace) -> int:
-    """Explain every readable image; the exit status (1 if an input was skipped)."""
-    job = open_job(args)
-    (args.out / "raw").mkdir(parents=True, exist_ok=True)
-    report = Report(
-        "camlens explain", subtitle=f"{args.model} · {', '.join(job.methods)}", out_dir=args.out
-    )
-    state = _Run(args, job, report, _unique_stems(job.files))
-    task = args.task
-    for batch in batches(job.loaded, args.batch_size):
-        inputs = model_inputs(batch, args, job.device)
-        task = detect_task(task, job.model, inputs)
-        if task == "seg":
-            _segmentation_batch(state, batch, inputs)
-        else:
-            _classification_batch(state, batch, inputs)
-    job.progress.close()
-    _write_summary(state)
-    return finish(report, job.failed, len(state.entries))
-
-
-def _unique_stems(paths: list[Path]) -> dict[Path, str]:
-    """A distinct file stem per path: ``tile``, ``tile-2``, ... for files of the same name."""
-    stems: dict[Path, str] = {}
-    used: set[str] = set()
-    for path in paths:
-        stem, count = path.stem, 2
-        while stem in used:
-            stem, count = f"{path.stem}-{count}", count + 1
-        used.add(stem)
-        stems[path] = stem
-    return stems
-
-
-# -- segmentation -------------------------------------------------------------------------------
-def _segmentation_batch(
-    state: _Run, batch: list[tuple[Path, np.ndarray]], inputs: torch.Tensor
-) -> None:
-    """Explain a batch for the ``--class`` classes; raw maps, report entry, summary entry."""
-    result = _explain_segmentation(state, inputs)
-    records = result.records()
-    for index, (path, image) in enumerate(batch):
-        stem = state.stems[path]
-        raw = f"raw/{stem}.npz"
-        arrays = artefacts.segmentation_arrays(result, index, state.job.methods)
-        artefacts.write_npz(state.out / raw, arrays)
-        add_segmentation_image(
-            state.report, path.name, image, result, index, facts=state.facts, name=stem
+    """Run the job; the exit status (0 all done, 1 some skipped, 130 interrupted)."""
+    check_numbers(args)
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run and --overwrite clears it: pass one")
+    try:
+        shard = Shard.parse(args.shard)
+        pad = parse_pad(args.pad)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    device = parse_device(args.device)
+    methods = parse_methods(args.method)
+    options = parse_options(args.options, methods)
+    plan_methods(methods, options)
+    folder = RunFolder(args.out, shard)
+    with folder:
+        model = _load(args, device)
+        labels = load_labels(args.labels) if args.labels is not None else None
+        layers = args.layer if len(args.layer) > 1 else args.layer[0]
+        if "auto" not in args.layer:
+            resolve_layers(model, layers)  # unknown names fail here, with close names
+        probe = partial(probe_size, max_pixels=args.max_pixels)
+        size = tuple(args.size) if args.size is not None else None
+        plan = make_plan(
+            args.images, batch_size=args.batch_size, probe=probe, size=size, shard=shard
         )
-        state.entries.append(artefacts.segmentation_entry(path, image, raw, records, index))
-        state.job.progress.update(1)
-
-
-def _explain_segmentation(state: _Run, inputs: torch.Tensor) -> SegmentationExplanation:
-    job = state.job
-    classes = segmentation_classes(state.args, job.labels)
-    return explain_segmentation(
-        job.model,
-        inputs,
-        classes=classes,
-        methods=job.methods,
-        layers=job.layers,
-        class_names=job.labels,
-        options=job.options,
-    )
-
-
-# -- classification -----------------------------------------------------------------------------
-def _classification_batch(
-    state: _Run, batch: list[tuple[Path, np.ndarray]], inputs: torch.Tensor
-) -> None:
-    """Explain a batch for the top class, or once per ``--class`` class (files suffixed
-    ``-class<id>``); raw maps, report entries, summary entries."""
-    targets = classification_targets(state.args, state.job.labels)
-    for target in targets or [None]:
-        explanations = _explain_classification(state, inputs, target)
-        for index, (path, image) in enumerate(batch):
-            _classification_image(state, path, image, explanations, index, targets is not None)
-    state.job.progress.update(len(batch))
-
-
-def _explain_classification(
-    state: _Run, inputs: torch.Tensor, target: ClassifierOutputTarget | None
-) -> dict[str, Explanation]:
-    job = state.job
-    return {
-        method: Explainer(job.model, job.layers, method, options=job.options.get(method)).explain(
-            inputs, None if target is None else [target]
+        if plan.total_items == 0:
+            raise UsageError(
+                "no image to explain: " + "; ".join(f"{a}: {r}" for a, r in plan.missing)
+            )
+        multiple = model_multiple(model) if pad == "auto" else pad
+        task, count = _probe_model(args, model, plan, multiple)
+        settings = ExplainSettings(
+            model=args.model,
+            weights=str(args.weights) if args.weights else None,
+            layers=list(args.layer),
+            methods=methods,
+            options=options,
+            task=task,
+            classes=_classes(args.classes, task, count, labels),
+            class_names=labels,
+            mean=tuple(args.mean),
+            std=tuple(args.std),
+            size=size,
+            pad=pad,
+            multiple=multiple,
+            batch_size=args.batch_size,
+            shards=shard.count,
         )
-        for method in job.methods
-    }
+        identity = settings.identity() | {"inputs": plan.total_items}
+        folder.claim(identity, resume=args.resume, overwrite=args.overwrite)
+        folder.remove_stale_partials()
+        done = folder.entries() if args.resume else {}
+        process = ExplainBatch(model, settings, args.out, device)
+        total = len(plan.items) + len(plan.unusable)
+        with tqdm(total=total, desc="explain", unit="image", disable=args.quiet) as progress:
+            try:
+                run_plan(
+                    plan,
+                    folder,
+                    process,
+                    read=lambda item: read_image(item.path, size, max_pixels=args.max_pixels),
+                    done=done,
+                    progress=progress,
+                )
+            except KeyboardInterrupt:
+                progress.close()
+                totals = build_outputs(args.out, identity, missing=plan.missing,
+                                       expected=plan.total_items, interrupted=True)  # fmt: skip
+                print(
+                    f"camlens explain: interrupted; {totals.done} image(s) done — the partial "
+                    f"report is {args.out / 'report.html'}; rerun with --resume to finish",
+                    file=sys.stderr,
+                )
+                return 130
+        totals = build_outputs(args.out, identity, missing=plan.missing, expected=plan.total_items)
+    return finish("explain", args.out, totals)
 
 
-def _classification_image(
-    state: _Run,
-    path: Path,
-    image: np.ndarray,
-    explanations: dict[str, Explanation],
-    index: int,
-    suffixed: bool,
-) -> None:
-    first = explanations[state.job.methods[0]]
-    category = first.targets[index].category
-    suffix = f"-class{category}" if suffixed else ""
-    name = state.stems[path] + suffix
-    raw = f"raw/{name}.npz"
-    artefacts.write_npz(
-        state.out / raw, artefacts.classification_arrays(explanations, index, category)
+def _load(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    model = load_model(args.model)
+    if args.weights is not None:
+        load_weights(model, args.weights)
+    return model.to(device).eval()
+
+
+def _probe_model(
+    args: argparse.Namespace, model: torch.nn.Module, plan: Plan, multiple: int | None
+) -> tuple[str, int]:
+    """``(task, number of classes)`` from one forward pass of zeros at an image size of the
+    plan (the most common first); no image is decoded for it."""
+    sizes: dict[tuple[int, int], int] = {}
+    for batch in plan.batches:
+        sizes[batch.size] = sizes.get(batch.size, 0) + len(batch.items)
+    if not sizes:
+        return ("seg" if args.task == "seg" else "cls"), 0
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    errors = []
+    common = sorted(sizes, key=lambda s: -sizes[s])[:3]
+    # then sizes most models take (multiples of 32), only to learn the task and classes: an
+    # image the model cannot take is skipped later, with its reason, not refused here
+    rounded = [(-(-h // 32) * 32, -(-w // 32) * 32) for h, w in common]
+    for height, width in dict.fromkeys([*common, *rounded, (224, 224)]):
+        zeros = torch.zeros(1, 3, height, width, dtype=dtype, device=model_device(model))
+        if multiple is not None:
+            zeros = pad_batch(zeros, padding_for(height, width, multiple))
+        try:
+            with torch.no_grad():
+                scores = as_score_tensor(model(zeros))
+        except Exception as error:  # the model cannot take this size: try another
+            errors.append(f"{height}×{width}: {type(error).__name__}: {str(error)[:200]}")
+            continue
+        dense = is_dense(scores)
+        task = args.task if args.task != "auto" else ("seg" if dense else "cls")
+        if task == "seg" and not dense:
+            raise UsageError(
+                f"--task seg, but the model returns {tuple(scores.shape)}, not (B, C, H, W) logits"
+            )
+        return task, int(scores.shape[1])
+    raise UsageError(
+        "the model runs on none of the image sizes tried ("
+        + "; ".join(errors)
+        + "); try --pad auto, --size H W, or check the model (and its dtype: inputs are float32)"
     )
-    add_classification_image(
-        state.report,
-        path.name + suffix,
-        image,
-        explanations,
-        index,
-        class_names=state.job.labels,
-        facts=state.facts,
-        name=name,
-    )
-    score = float(first.scores[index])
-    entry = artefacts.classification_entry(path, image, raw, category, state.job.labels, score)
-    state.entries.append(entry)
 
 
-# -- summary ------------------------------------------------------------------------------------
-def _write_summary(state: _Run) -> None:
-    """``summary.json``: the settings, the entries in natural file order, the skipped inputs."""
-    args = state.args
-    summary = {
-        "model": args.model,
-        "weights": str(args.weights) if args.weights else None,
-        "layers": args.layer,
-        "methods": state.job.methods,
-        "images": sorted(state.entries, key=lambda item: natural_key(item["file"])),
-        "failed": [{"input": name, "error": reason} for name, reason in state.job.failed],
-    }
-    artefacts.write_json(state.out / "summary.json", summary, indent=2)
+def _classes(text: str | None, task: str, count: int, labels: list[str] | None) -> Any:
+    """``--class`` checked against the model's classes: seg → present | all | ids; cls →
+    ``None`` (top class) or ids."""
+    if task == "seg":
+        if text in (None, "present", "all"):
+            return text or "present"
+        ids = class_ids(text, labels)
+    else:
+        if text in (None, "top"):
+            return None
+        if text in ("present", "all"):
+            raise UsageError(f"--class {text} is for segmenters; a classifier takes top or ids")
+        ids = class_ids(text, labels)
+    if not ids:
+        raise UsageError("--class lists no class")
+    check_class_ids(ids, count)
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--class lists a class twice: {ids}")
+    return ids
+
+
+def finish(command: str, out: Path, totals: Totals) -> int:
+    """Say where the report is and what was skipped; the exit status: 1 if an input was
+    skipped or images remain (another shard's, or an unfinished run), else 0."""
+    print(f"wrote {out / 'report.html'}")
+    for failure in totals.failed:
+        print(f"camlens {command}: skipped {failure['input']}: {failure['error']}", file=sys.stderr)
+    if totals.remaining:
+        print(f"camlens {command}: {totals.remaining} image(s) not explained yet (other shards, or "
+              "an interrupted run: --resume)", file=sys.stderr)  # fmt: skip
+    return 1 if totals.failed or totals.remaining else 0

@@ -19,7 +19,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from camlens.cli.options import UsageError, parse_methods, parse_options
+from camlens.cli.options import (
+    UsageError,
+    check_numbers,
+    parse_device,
+    parse_methods,
+    parse_options,
+)
 from camlens.engine import plan_methods
 from camlens.errors import CamlensError
 from camlens.files import collect_images
@@ -61,16 +67,17 @@ class Job:
 
 def open_job(args: argparse.Namespace) -> Job:
     """Check the arguments, load the model, weights and labels, read the images."""
+    check_numbers(args)
     methods = parse_methods(args.method)
     options = parse_options(args.options, methods)
     plan_methods(methods, options)  # every option checked before any work
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+    device = parse_device(args.device)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
     files, missing = collect_images(args.images)
     failed: list[tuple[str, str]] = list(missing)
     if not files:
         raise UsageError("no image to use: " + "; ".join(f"{a}: {r}" for a, r in missing))
-    device = torch.device(args.device)
     model = _load_model(args, device)
     labels = load_labels(args.labels) if args.labels is not None else None
     layers = args.layer if len(args.layer) > 1 else args.layer[0]

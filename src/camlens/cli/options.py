@@ -7,10 +7,14 @@ the helpers below turn their strings (``--method``, ``--class``) into what the l
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from camlens.errors import CamlensError
+from camlens.jobs.reader import DEFAULT_MAX_PIXELS, MAX_SIZE_SIDE
 from camlens.methods import available_methods, get_method
 from camlens.targets import ClassifierOutputTarget
 
@@ -19,9 +23,13 @@ __all__ = [
     "IMAGENET_STD",
     "HelpFormatter",
     "UsageError",
+    "add_job_arguments",
     "add_model_arguments",
+    "check_class_ids",
+    "check_numbers",
     "class_ids",
     "classification_targets",
+    "parse_device",
     "parse_methods",
     "parse_options",
     "segmentation_classes",
@@ -57,6 +65,43 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_method: str) ->
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a resumable, shardable job (``explain``)."""
+    group = parser.add_argument_group("running as a job")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out: images in its manifest are not explained again",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="clear --out (a previous camlens run) before starting",
+    )
+    group.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="explain a stable 1/N share of the images (0 ≤ I < N); N processes can share "
+        "one --out, and `camlens report OUT` merges them",
+    )
+    group.add_argument(
+        "--pad",
+        default="none",
+        metavar="auto|N|none",
+        help="pad images whose sides are not multiples of N (auto: the model's declared "
+        "stride or patch size) and crop the maps back",
+    )
+    group.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="PIXELS",
+        help="refuse larger images (H × W) from their header, before decoding them",
+    )
 
 
 def _add_model(parser: argparse.ArgumentParser, default_method: str) -> None:
@@ -127,6 +172,68 @@ def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# -- checks before any work ----------------------------------------------------------------------
+def check_numbers(args: argparse.Namespace) -> None:
+    """``--batch-size``, ``--size``, ``--mean``, ``--std`` (and ``--max-pixels``) make sense."""
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    max_pixels = getattr(args, "max_pixels", DEFAULT_MAX_PIXELS)
+    if max_pixels < 1:
+        raise UsageError(f"--max-pixels must be positive, got {max_pixels}")
+    if args.size is not None:
+        height, width = args.size
+        if not (1 <= height <= MAX_SIZE_SIDE and 1 <= width <= MAX_SIZE_SIDE):
+            raise UsageError(
+                f"--size {height} {width}: each side must be between 1 and {MAX_SIZE_SIDE} px"
+            )
+        if height * width > max_pixels:
+            raise UsageError(
+                f"--size {height} {width} is {height * width:,} px, over --max-pixels "
+                f"{max_pixels:,}"
+            )
+    for name in ("mean", "std"):
+        values = getattr(args, name)
+        if not all(math.isfinite(v) for v in values):
+            raise UsageError(f"--{name} must be finite numbers, got {values}")
+    if not all(v > 0 for v in args.std):
+        raise UsageError(f"--std must be positive (it divides the image), got {args.std}")
+
+
+def parse_device(text: str) -> torch.device:
+    """``--device``: a device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {text!r} is not a device name (cpu, cuda, cuda:1, mps)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {text}: this PyTorch build or machine has no CUDA device; "
+                "use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {text}: there are {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {text}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {text}: camlens runs on cpu, cuda or mps")
+    return device
+
+
+def check_class_ids(ids: list[int], count: int) -> None:
+    """Class ids are within the model's ``count`` classes (negative ids are refused)."""
+    for class_id in ids:
+        if not 0 <= class_id < count:
+            raise UsageError(
+                f"--class {class_id}: the model has {count} classes (ids 0..{count - 1})"
+            )
+
+
 # -- values -----------------------------------------------------------------------------------
 def parse_methods(text: str) -> list[str]:
     """``--method``: comma-separated names → registry names; unknown names raise."""
@@ -177,6 +284,8 @@ def class_ids(text: str, labels: list[str] | None) -> list[int]:
     ids = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         if part.lstrip("-").isdigit():
+            if part.startswith("-"):
+                raise UsageError(f"--class {part}: class ids are 0 or more")
             ids.append(int(part))
         elif labels is not None and part in labels:
             ids.append(labels.index(part))

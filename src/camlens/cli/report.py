@@ -1,0 +1,44 @@
+"""``camlens report OUT``: rebuild ``summary.json`` and ``report.html`` from the manifests.
+
+After an interrupted run, or when several shards (``--shard i/N``) wrote into ``OUT``:
+their manifests are merged into one summary and one report. Nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from camlens.cli.explain import finish
+from camlens.cli.options import UsageError
+from camlens.jobs.folder import RUN_FILE, RunFolder
+from camlens.jobs.summary import build_outputs
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Declare ``report`` on the ``commands`` of the top-level parser."""
+    parser = commands.add_parser(
+        "report",
+        help="rebuild summary.json and report.html of an explain run (merging its shards)",
+        description="Rebuild summary.json and report.html in OUT from its manifests: after "
+        "an interruption, or to merge the shards of a run.",
+    )
+    parser.add_argument("out", type=Path, help="the --out folder of a camlens explain run")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rebuild the outputs; the exit status as for ``explain`` (1 if anything is missing)."""
+    folder = RunFolder(args.out)
+    identity = folder.recorded() if args.out.is_dir() else None
+    if identity is None:
+        raise UsageError(
+            f"{args.out} holds no camlens run ({RUN_FILE} is missing or unreadable); give the "
+            "--out folder of a `camlens explain` run"
+        )
+    totals = build_outputs(args.out, identity, expected=identity.get("inputs"))
+    return finish("report", args.out, totals)
