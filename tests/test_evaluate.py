@@ -105,7 +105,11 @@ def test_evaluate_writes_each_file_once_atomically(workspace: Path, monkeypatch)
     data = json.loads(read_text(workspace / "ev" / "metrics.json"))
     assert set(data["sanity"]) == {"gradcam", "hirescam"} and data["rows"]
     assert sorted(p.name for p in (workspace / "ev").iterdir() if p.is_file()) == [
+        ".camlens-lock",
+        "manifest.jsonl",
         "metrics.csv",
         "metrics.json",
         "report.html",
+        "run.json",
+        "sanity.json",
     ]

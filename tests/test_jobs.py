@@ -276,20 +276,26 @@ def test_killed_five_times_then_resumed_equals_an_uninterrupted_run(tmp_path: Pa
             "--layer", "encoder.layer4", "--method", "hirescam", "--batch-size", "4",
             "--quiet"]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.monotonic()
     subprocess.run([*base, "--out", "clean"], cwd=tmp_path, env=environment, check=True)
-    duration = time.monotonic() - start
+    manifest = tmp_path / "killed" / "manifest.jsonl"
     rng = np.random.default_rng(0)
     killed_midway = 0
     for attempt in range(5):
         flags = ["--resume"] if attempt else []
+        before = manifest.read_text().count("\n") if manifest.exists() else 0
+        target = before + int(rng.integers(5, 30))  # kill after this many more images ...
         process = subprocess.Popen(
             [*base, "--out", "killed", *flags], cwd=tmp_path, env=environment
         )
-        time.sleep(float(rng.uniform(0.3, 0.8)) * duration)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if manifest.exists() and manifest.read_text().count("\n") >= target:
+                break
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0, 0.2)))  # ... and at a random moment after that
         process.kill()
         killed_midway += process.wait() == -signal.SIGKILL
-    assert killed_midway >= 3  # the kills really landed mid-run
+    assert killed_midway == 5  # every kill landed mid-run
     finished = subprocess.run([*base, "--out", "killed", "--resume"], cwd=tmp_path, env=environment)
     assert finished.returncode == 0
     clean, killed = _outputs(tmp_path / "clean"), _outputs(tmp_path / "killed")
@@ -303,3 +309,31 @@ def test_deeplab_needs_the_padding_this_suite_assumes() -> None:
     """The stride-16 tiny DeepLabV3+ fails on a 20×20 input (what the skip test relies on)."""
     with pytest.raises(RuntimeError):
         tiny_deeplabv3plus(num_classes=3).eval()(torch.zeros(1, 3, 20, 20))
+
+
+def test_evaluate_is_a_job_too_and_its_csv_is_safe(workspace: Path, capsys) -> None:
+    """evaluate shares the runner: a bad image is skipped, the run resumes and shards, and
+    file names that a spreadsheet would run as formulas are neutralised in metrics.csv
+    (before: `=`/`@` names went verbatim into the CSV)."""
+    _image(workspace / "=HYPERLINK(1).png", 64, 64, 7)  # a cell starting with "="
+    (workspace / "imgs" / "@broken.png").write_text("not a png")
+    evaluate = ["evaluate", "imgs", "=HYPERLINK(1).png", "--model", "mymodel.py:seg",
+                "--layer", "encoder.layer4", "--method", "gradcam", "--steps", "4",
+                "--quiet"]  # fmt: skip
+    assert main([*evaluate, "--out", "ev"]) == 1
+    assert "@broken.png" in capsys.readouterr().err
+    text = (workspace / "ev" / "metrics.csv").read_text()
+    assert "\n'=HYPERLINK(1).png," in text and "\n=HYPERLINK" not in text
+    metrics = json.loads((workspace / "ev" / "metrics.json").read_text())
+    assert metrics["complete"] and {Path(r["file"]).name for r in metrics["rows"]} >= {
+        "=HYPERLINK(1).png",
+        "tile_1.png",
+    }
+    assert main([*evaluate, "--out", "ev", "--resume"]) == 1  # nothing redone, same result
+    assert json.loads((workspace / "ev" / "metrics.json").read_text())["rows"] == metrics["rows"]
+    assert main([*evaluate, "--out", "sharded", "--shard", "0/2"]) == 1
+    assert main([*evaluate, "--out", "sharded", "--shard", "1/2"]) == 1
+    assert main(["report", "sharded"]) == 1  # merged; the broken image stays skipped
+    merged = json.loads((workspace / "sharded" / "metrics.json").read_text())
+    key = lambda row: (row["file"], row["class_id"])  # noqa: E731
+    assert sorted(merged["rows"], key=key) == sorted(metrics["rows"], key=key)

@@ -7,36 +7,30 @@ Prints a table of the mean scores; writes ``metrics.json``, ``metrics.csv`` and
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from camlens.cli import artefacts
-from camlens.cli.job import Job, batches, detect_task, finish, model_inputs, open_job
+from camlens.atomic import write_json
+from camlens.cli.explain import claim, run_job
+from camlens.cli.job import Arguments, Prepared, check_arguments, prepare
 from camlens.cli.options import (
     HelpFormatter,
     UsageError,
+    add_job_arguments,
     add_model_arguments,
-    classification_targets,
-    segmentation_classes,
 )
-from camlens.evaluation import (
-    CLASSIFICATION_METRICS,
-    SEGMENTATION_METRICS,
-    Evaluation,
-    evaluate,
-    sanity_checks,
+from camlens.evaluation import sanity_checks
+from camlens.jobs.evaluate import (
+    SANITY_FILE,
+    EvaluateBatch,
+    EvaluateSettings,
+    build_outputs,
+    metric_columns,
+    sanity_record,
 )
-from camlens.report import Report
-from camlens.report.content import add_metrics_section
+from camlens.jobs.folder import RunFolder, Totals
+from camlens.jobs.reader import read_image
 
 __all__ = ["add_parser", "run"]
-
-_SANITY_TEXT = (
-    "Adebayo et al. (2018): layers are re-initialised from the output end; a method "
-    "whose maps still resemble the original ones once half of the layers are random "
-    "does not depend on what the model learned, and is flagged."
-)
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -52,6 +46,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_model_arguments(parser, default_method="gradcam,hirescam")
+    add_job_arguments(parser, pad=False)
     parser.add_argument(
         "--steps", type=int, default=20, help="points of the deletion and insertion curves"
     )
@@ -76,78 +71,68 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--near must be 0 or more pixels, got {args.near}")
 
 
-@dataclass
-class _Scores:
-    """The scores of every explained image, and the task they were scored for."""
-
-    task: str
-    total: Evaluation
-    explained: list[Path]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per image, method (and class), with the image's file first."""
-        return [{"file": str(self.explained[row["image"]]), **row} for row in self.total.rows]
-
-
 def run(args: argparse.Namespace) -> int:
-    """Score every readable image; the exit status (1 if an input was skipped)."""
+    """Score every image; the exit status as for ``explain``."""
     _check(args)
-    job = open_job(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    scores = _score(args, job)
-    task, rows, means = scores.task, scores.rows(), scores.total.means()
-    metrics = list(SEGMENTATION_METRICS if task == "seg" else CLASSIFICATION_METRICS)
-    columns = ["method"] + (["class_name"] if task == "seg" else []) + ["images", *metrics]
-    print(_table(means, columns))
-    seconds = {step: round(value, 3) for step, value in scores.total.seconds.items()}
-    print("seconds per step: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
-    report = Report(
-        "camlens evaluate", subtitle=f"{args.model} · {', '.join(job.methods)}", out_dir=args.out
-    )
-    sanity = _sanity_check(args, job, report) if args.sanity and job.loaded else None
-    document = artefacts.metrics_document(
-        model=args.model,
-        layers=args.layer,
-        task=task,
-        methods=job.methods,
-        means=means,
-        rows=rows,
-        seconds=seconds,
-        failed=job.failed,
-        sanity=sanity,
-    )
-    artefacts.write_metrics(args.out, document, rows, metrics)
-    images = len(scores.explained)
-    add_metrics_section(report, means, columns, task=task, seconds=seconds, images=images)
-    return finish(report, job.failed, images)
-
-
-def _score(args: argparse.Namespace, job: Job) -> _Scores:
-    """Explain and score the images batch by batch."""
-    scores = _Scores(args.task, Evaluation(), [])
-    for batch in batches(job.loaded, args.batch_size):
-        inputs = model_inputs(batch, args, job.device)
-        task = scores.task = detect_task(scores.task, job.model, inputs)
-        result = evaluate(
-            job.model,
-            inputs,
-            job.methods,
-            job.layers,
-            options=job.options,
-            task=task,
-            targets=classification_targets(args, job.labels) if task == "cls" else None,
-            classes=segmentation_classes(args, job.labels) if task == "seg" else "present",
+    checked = check_arguments(args)
+    folder = RunFolder(args.out, checked.shard)
+    with folder:
+        ready = prepare(args, checked)
+        if ready.task == "cls" and ready.classes is not None and len(ready.classes) > 1:
+            raise UsageError("evaluate scores one target per image: give one --class (or top)")
+        settings = EvaluateSettings(
+            model=args.model,
+            weights=str(args.weights) if args.weights else None,
+            layers=list(args.layer),
+            methods=checked.methods,
+            options=checked.options,
+            task=ready.task,
+            classes=ready.classes,
+            class_names=ready.labels,
+            mean=tuple(args.mean),
+            std=tuple(args.std),
+            size=ready.size,
             steps=args.steps,
             near=args.near,
-            mean=args.mean,
-            std=args.std,
-            class_names=job.labels,
+            sanity=args.sanity,
+            batch_size=args.batch_size,
+            shards=checked.shard.count,
         )
-        scores.total.extend(result, image_offset=len(scores.explained))
-        scores.explained.extend(path for path, _ in batch)
-        job.progress.update(len(batch))
-    job.progress.close()
-    return scores
+        identity = settings.identity() | {"inputs": ready.plan.total_items}
+        process = EvaluateBatch(ready.model, settings, checked.device)
+        if args.sanity:
+            claim(args, folder, identity)
+            _sanity_check(args, ready, process, checked)
+        return run_job(args, folder, ready, identity, process, build_outputs, _print_means)
+
+
+def _sanity_check(args, ready: Prepared, process: EvaluateBatch, checked: Arguments) -> None:
+    """The cascading randomisation check on the first batch, once per run (``sanity.json``;
+    a resumed run keeps the result it has)."""
+    target = args.out / SANITY_FILE
+    if (args.resume and target.exists()) or not ready.plan.batches:
+        return
+    first = ready.plan.batches[0]
+    images = [read_image(item.path, ready.size, max_pixels=args.max_pixels) for item in first.items]
+    layers = args.layer if len(args.layer) > 1 else args.layer[0]
+    checks = sanity_checks(
+        process.model, process.inputs(images), checked.methods, layers, options=checked.options
+    )
+    record = sanity_record(checks)
+    for method, result in record.items():
+        print(f"sanity check, {method}: {result['reason']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(target, record)
+
+
+def _print_means(totals: Totals) -> None:
+    """The table of means, on the terminal."""
+    details = totals.details or {}
+    task = details.get("task", "cls")
+    columns = ["method"] + (["class_name"] if task == "seg" else []) + ["images"]
+    print(_table(details.get("means", []), columns + metric_columns(task)))
+    seconds = details.get("seconds", {})
+    print("seconds per step: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -156,44 +141,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return "–" if value != value else f"{value:.3f}"
-        return str(value)
+        return "–" if value is None else str(value)
 
-    body = [[cell(row.get(column, "")) for column in columns] for row in rows]
+    body = [[cell(row.get(column, float("nan"))) for column in columns] for row in rows]
     widths = [max(len(c), *(len(line[i]) for line in body)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in body]
     return "\n".join(lines)
-
-
-def _sanity_check(args: argparse.Namespace, job: Job, report: Report) -> dict[str, dict[str, Any]]:
-    """Run the cascading randomisation check on the first batch; print a line per method,
-    add a section to ``report``; the results per method, for ``metrics.json``."""
-    first = model_inputs(job.loaded[: args.batch_size], args, job.device)
-    checks = sanity_checks(job.model, first, job.methods, job.layers, options=job.options)
-    rows = []
-    for method, check in checks.items():
-        print(f"sanity check, {method}: {check.reason}")
-        step = check.checked_step
-        rows.append(
-            [
-                method,
-                f"{step + 1} of {len(check.layers)}",
-                float(check.spearman[step].nanmean()),
-                float(check.ssim[step].nanmean()),
-                "yes" if check.flagged else "no",
-                check.reason,
-            ]
-        )
-    section = report.section("Sanity check: cascading parameter randomisation")
-    section.paragraph(_SANITY_TEXT)
-    section.table(["method", "random layers", "Spearman", "SSIM", "flagged", "reason"], rows)
-    return {
-        method: {
-            "random_layers": layers,
-            "spearman": spearman,
-            "ssim": ssim,
-            "flagged": flagged == "yes",
-            "reason": reason,
-        }
-        for method, layers, spearman, ssim, flagged, reason in rows
-    }

@@ -1,164 +1,164 @@
-"""The set-up and the batching that ``explain`` and ``evaluate`` share.
+"""The set-up that ``explain`` and ``evaluate`` share: every check before the first image is
+decoded, then the model, the plan and the run's settings.
 
-:func:`open_job` checks the shared arguments, loads the model, its weights and the labels,
-and reads the images; :func:`batches`, :func:`model_inputs` and :func:`detect_task` feed
-them to the model; :func:`finish` closes a run's report and sets its exit status.
+:func:`check_arguments` needs nothing but the arguments (numbers, device, methods and their
+options, shard, padding); :func:`prepare` then loads the model and weights, checks the layer
+names, plans the batches from the images' headers, and learns the task and the number of
+classes from one forward pass of zeros, so that ``--class`` is checked against the model.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
-from tqdm import tqdm
 
 from camlens.cli.options import (
     UsageError,
+    check_class_ids,
     check_numbers,
+    class_ids,
     parse_device,
     parse_methods,
     parse_options,
 )
 from camlens.engine import plan_methods
-from camlens.errors import CamlensError
-from camlens.files import collect_images
-from camlens.image import load_image, preprocess_image
+from camlens.jobs.folder import Shard
+from camlens.jobs.padding import model_multiple, pad_batch, padding_for, parse_pad
+from camlens.jobs.plan import Plan, make_plan
+from camlens.jobs.reader import probe_size
 from camlens.layers import resolve_layers
 from camlens.loading import load_labels, load_model, load_weights
 from camlens.outputs import as_score_tensor, is_dense
-from camlens.report import Report
+from camlens.steps import model_device
 
-__all__ = [
-    "Job",
-    "batches",
-    "detect_task",
-    "finish",
-    "load_resized",
-    "model_inputs",
-    "open_job",
-]
-
-#: An image file and its pixels (H, W, 3) float32 in [0, 1].
-Loaded = tuple[Path, np.ndarray]
+__all__ = ["Arguments", "Prepared", "check_arguments", "prepare"]
 
 
-@dataclass
-class Job:
-    """What ``explain`` and ``evaluate`` set up from their shared arguments."""
+@dataclass(frozen=True)
+class Arguments:
+    """What the arguments alone tell, checked."""
 
     methods: list[str]
     options: dict[str, dict[str, Any]]
-    model: torch.nn.Module
     device: torch.device
+    shard: Shard
+    pad: Any  # "auto" | int | None
+
+
+@dataclass
+class Prepared:
+    """The model and the plan, ready to run."""
+
+    model: torch.nn.Module
     labels: list[str] | None
-    layers: Any
-    files: list[Path]
-    loaded: list[Loaded]
-    failed: list[tuple[str, str]]
-    progress: tqdm
+    plan: Plan
+    size: tuple[int, int] | None
+    multiple: int | None
+    task: str
+    classes: Any  # seg: "present" | "all" | [ids]; cls: None (top class) or [ids]
 
 
-def open_job(args: argparse.Namespace) -> Job:
-    """Check the arguments, load the model, weights and labels, read the images."""
+def check_arguments(args: argparse.Namespace) -> Arguments:
+    """Everything the arguments alone can be checked for (raises ``UsageError`` and co)."""
     check_numbers(args)
+    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+        raise UsageError("--resume continues a run and --overwrite clears it: pass one")
+    try:
+        shard = Shard.parse(args.shard)
+        pad = parse_pad(getattr(args, "pad", "none"))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    device = parse_device(args.device)
     methods = parse_methods(args.method)
     options = parse_options(args.options, methods)
-    plan_methods(methods, options)  # every option checked before any work
-    device = parse_device(args.device)
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file, not a folder")
-    files, missing = collect_images(args.images)
-    failed: list[tuple[str, str]] = list(missing)
-    if not files:
-        raise UsageError("no image to use: " + "; ".join(f"{a}: {r}" for a, r in missing))
-    model = _load_model(args, device)
-    labels = load_labels(args.labels) if args.labels is not None else None
-    layers = args.layer if len(args.layer) > 1 else args.layer[0]
-    if "auto" not in args.layer:
-        resolve_layers(model, layers)  # fail early, with close names, before any work
-    progress = tqdm(total=len(files), desc=args.command, unit="image", disable=args.quiet)
-    loaded = _read_images(files, args.size, failed, progress)
-    return Job(methods, options, model, device, labels, layers, files, loaded, failed, progress)
+    plan_methods(methods, options)
+    return Arguments(methods, options, device, shard, pad)
 
 
-def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+def prepare(args: argparse.Namespace, checked: Arguments) -> Prepared:
+    """Model, weights, labels, layers, the plan of this shard, task and classes."""
     model = load_model(args.model)
     if args.weights is not None:
         load_weights(model, args.weights)
-    return model.to(device).eval()
+    model = model.to(checked.device).eval()
+    labels = load_labels(args.labels) if args.labels is not None else None
+    layers = args.layer if len(args.layer) > 1 else args.layer[0]
+    if "auto" not in args.layer:
+        resolve_layers(model, layers)  # unknown names fail here, with the close names
+    size = tuple(args.size) if args.size is not None else None
+    plan = make_plan(
+        args.images,
+        batch_size=args.batch_size,
+        probe=partial(probe_size, max_pixels=args.max_pixels),
+        size=size,
+        shard=checked.shard,
+    )
+    if plan.total_items == 0:
+        reasons = "; ".join(f"{argument}: {reason}" for argument, reason in plan.missing)
+        raise UsageError(f"no image to use: {reasons}")
+    multiple = model_multiple(model) if checked.pad == "auto" else checked.pad
+    task, count = _probe_model(args.task, model, plan, multiple)
+    classes = _classes(args.classes, task, count, labels)
+    return Prepared(model, labels, plan, size, multiple, task, classes)
 
 
-def _read_images(
-    files: list[Path],
-    size: Sequence[int] | None,
-    failed: list[tuple[str, str]],
-    progress: tqdm,
-) -> list[Loaded]:
-    """The readable ``files``; the others are appended to ``failed`` and counted as done."""
-    loaded: list[Loaded] = []
-    for path in files:
+def _probe_model(
+    requested: str, model: torch.nn.Module, plan: Plan, multiple: int | None
+) -> tuple[str, int]:
+    """``(task, number of classes)`` from one forward pass of zeros at a size of the plan
+    (the most common first, then sizes most models take); no image is decoded for it. The
+    sizes are the whole run's, so every shard learns the same."""
+    sizes = plan.sizes
+    if not sizes:  # nothing readable at all: nothing to check against
+        return ("seg" if requested == "seg" else "cls"), 0
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    common = sorted(sizes, key=lambda size: -sizes[size])[:3]
+    # An image the model cannot take is skipped later with its reason; here the sizes only
+    # serve to learn the task and the classes.
+    rounded = [(-(-h // 32) * 32, -(-w // 32) * 32) for h, w in common]
+    errors = []
+    for height, width in dict.fromkeys([*common, *rounded, (224, 224)]):
+        zeros = torch.zeros(1, 3, height, width, dtype=dtype, device=model_device(model))
+        if multiple is not None:
+            zeros = pad_batch(zeros, padding_for(height, width, multiple))
         try:
-            loaded.append((path, load_resized(path, size)))
-        except CamlensError as error:
-            failed.append((str(path), str(error)))
-            progress.update(1)
-    return loaded
+            with torch.no_grad():
+                scores = as_score_tensor(model(zeros))
+        except Exception as error:  # this size does not fit the model: try another
+            errors.append(f"{height}×{width}: {type(error).__name__}: {str(error)[:200]}")
+            continue
+        dense = is_dense(scores)
+        task = requested if requested != "auto" else ("seg" if dense else "cls")
+        if task == "seg" and not dense:
+            raise UsageError(
+                f"--task seg, but the model returns {tuple(scores.shape)}, not (B, C, H, W) logits"
+            )
+        return task, int(scores.shape[1])
+    raise UsageError(
+        "the model runs on none of the sizes tried ("
+        + "; ".join(errors)
+        + "); check --size, --pad and the model (inputs are float32 unless the model is not)"
+    )
 
 
-def load_resized(path: Path, size: Sequence[int] | None) -> np.ndarray:
-    """The image at ``path``, resized (bilinear, through 8 bits) to ``size`` = (H, W) if given."""
-    image = load_image(path)
-    if size is not None and tuple(image.shape[:2]) != tuple(size):
-        resized = Image.fromarray((image * 255).round().astype(np.uint8)).resize(
-            (size[1], size[0]), Image.BILINEAR
-        )
-        image = np.asarray(resized, dtype=np.float32) / 255
-    return image
-
-
-def batches(items: list[Loaded], batch_size: int) -> Iterator[list[Loaded]]:
-    """Consecutive runs of same-size images, at most ``batch_size`` long."""
-    run: list[Loaded] = []
-    for item in items:
-        if run and (len(run) == batch_size or run[0][1].shape != item[1].shape):
-            yield run
-            run = []
-        run.append(item)
-    if run:
-        yield run
-
-
-def model_inputs(
-    batch: list[Loaded], args: argparse.Namespace, device: torch.device
-) -> torch.Tensor:
-    """A batch's images, normalised with ``--mean``/``--std``, as one tensor on ``device``."""
-    stacked = torch.cat([preprocess_image(image, args.mean, args.std) for _, image in batch])
-    return stacked.to(device)
-
-
-def detect_task(requested: str, model: torch.nn.Module, inputs: torch.Tensor) -> str:
-    """``"seg"`` or ``"cls"``: ``requested``, or for ``"auto"`` what the model's output shows."""
-    if requested != "auto":
-        return requested
-    with torch.no_grad():
-        return "seg" if is_dense(as_score_tensor(model(inputs[:1]))) else "cls"
-
-
-def finish(report: Report, failed: list[tuple[str, str]], explained: int) -> int:
-    """List the skipped inputs (in the report and on stderr), write the report; the exit
-    status: 1 if an input was skipped, else 0."""
-    if failed:
-        section = report.section("Skipped inputs")
-        section.table(["input", "reason"], [list(item) for item in failed])
-    page = report.write()
-    print(f"wrote {page} ({explained} explained, {len(failed)} skipped)")
-    for name, reason in failed:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+def _classes(text: str | None, task: str, count: int, labels: list[str] | None) -> Any:
+    """``--class`` checked against the model's ``count`` classes."""
+    if task == "seg":
+        if text in (None, "present", "all"):
+            return text or "present"
+    elif text in (None, "top"):
+        return None
+    elif text in ("present", "all"):
+        raise UsageError(f"--class {text} is for segmenters; a classifier takes top or ids")
+    ids = class_ids(text, labels)
+    if not ids:
+        raise UsageError("--class lists no class")
+    if count:
+        check_class_ids(ids, count)
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--class lists a class twice: {ids}")
+    return ids

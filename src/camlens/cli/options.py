@@ -68,8 +68,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_method: str) ->
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of a resumable, shardable job (``explain``)."""
+def add_job_arguments(parser: argparse.ArgumentParser, *, pad: bool = True) -> None:
+    """The arguments of a resumable, shardable job (``explain``, ``evaluate``; ``--pad``
+    only where maps can be cropped back)."""
     group = parser.add_argument_group("running as a job")
     group.add_argument(
         "--resume",
@@ -88,13 +89,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="explain a stable 1/N share of the images (0 ≤ I < N); N processes can share "
         "one --out, and `camlens report OUT` merges them",
     )
-    group.add_argument(
-        "--pad",
-        default="none",
-        metavar="auto|N|none",
-        help="pad images whose sides are not multiples of N (auto: the model's declared "
-        "stride or patch size) and crop the maps back",
-    )
+    if pad:
+        group.add_argument(
+            "--pad",
+            default="none",
+            metavar="auto|N|none",
+            help="pad images whose sides are not multiples of N (auto: the model's declared "
+            "stride or patch size) and crop the maps back",
+        )
     group.add_argument(
         "--max-pixels",
         type=int,

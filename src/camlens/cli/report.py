@@ -12,8 +12,9 @@ from typing import Any
 
 from camlens.cli.explain import finish
 from camlens.cli.options import UsageError
+from camlens.jobs.evaluate import build_outputs as evaluate_outputs
 from camlens.jobs.folder import RUN_FILE, RunFolder
-from camlens.jobs.summary import build_outputs
+from camlens.jobs.summary import build_outputs as explain_outputs
 
 __all__ = ["add_parser", "run"]
 
@@ -22,7 +23,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Declare ``report`` on the ``commands`` of the top-level parser."""
     parser = commands.add_parser(
         "report",
-        help="rebuild summary.json and report.html of an explain run (merging its shards)",
+        help="rebuild the summary and report of an explain or evaluate run (merging shards)",
         description="Rebuild summary.json and report.html in OUT from its manifests: after "
         "an interruption, or to merge the shards of a run.",
     )
@@ -40,5 +41,11 @@ def run(args: argparse.Namespace) -> int:
             f"{args.out} holds no camlens run ({RUN_FILE} is missing or unreadable); give the "
             "--out folder of a `camlens explain` run"
         )
-    totals = build_outputs(args.out, identity, expected=identity.get("inputs"))
+    builders = {"explain": explain_outputs, "evaluate": evaluate_outputs}
+    build = builders.get(identity.get("command"))
+    if build is None:
+        raise UsageError(
+            f"{args.out} holds a {identity.get('command')!r} run, not explain/evaluate"
+        )
+    totals = build(args.out, identity, expected=identity.get("inputs"))
     return finish("report", args.out, totals)

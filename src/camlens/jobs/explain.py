@@ -83,7 +83,6 @@ class ExplainBatch:
         self.model = model
         self.settings = settings
         self.out = Path(out)
-        (self.out / "raw").mkdir(parents=True, exist_ok=True)
         self.device = device
         #: inputs take the model's floating dtype (a float16 model gets float16 inputs)
         self.dtype = next(
@@ -92,6 +91,7 @@ class ExplainBatch:
 
     def __call__(self, items: Sequence[Item], images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         settings = self.settings
+        (self.out / "raw").mkdir(parents=True, exist_ok=True)
         inputs = torch.cat(
             [preprocess_image(image, settings.mean, settings.std) for image in images]
         )

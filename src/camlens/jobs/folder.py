@@ -33,7 +33,7 @@ try:  # POSIX; on other systems the lock is advisory only (documented in the REA
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["UNSHARDED", "FolderError", "RunFolder", "Shard", "read_manifests"]
+__all__ = ["UNSHARDED", "FolderError", "RunFolder", "Shard", "Totals", "read_manifests"]
 
 RUN_FILE = "run.json"
 MANIFEST_PREFIX = "manifest"
@@ -86,6 +86,8 @@ class RunFolder:
         self.path = Path(path)
         self.shard = shard
         self._lock: IO[str] | None = None
+        #: set once :meth:`claim` has accepted this run
+        self.claimed = False
 
     # -- lock --------------------------------------------------------------------------------
     @property
@@ -168,6 +170,7 @@ class RunFolder:
                     "and holds no camlens run; choose an empty or new folder."
                 )
             write_json(self.run_file, dict(identity))
+            self.claimed = True
             return
         if dict(recorded) != json.loads(json.dumps(dict(identity))):
             changed = _differences(recorded, identity)
@@ -180,6 +183,7 @@ class RunFolder:
                 f"--out {self.path} already holds this run; pass --resume to finish it (done "
                 "images are skipped) or --overwrite to start again."
             )
+        self.claimed = True
 
     def remove_stale_partials(self) -> int:
         """Delete the temporary files (``.*.partial``) of writers that are no longer running
@@ -225,6 +229,22 @@ class RunFolder:
     def entries(self) -> dict[str, dict[str, Any]]:
         """The latest manifest entry of each item, over every shard's manifest."""
         return read_manifests(self.path)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the manifests hold: items explained, inputs skipped (with their reasons), and
+    items not yet done."""
+
+    done: int
+    failed: list[dict[str, str]]
+    remaining: int
+    #: what a command's builder wants to show besides (evaluate: its table of means)
+    details: dict[str, Any] | None = None
+
+    @property
+    def skipped(self) -> int:
+        return len(self.failed)
 
 
 def read_manifests(path: Path) -> dict[str, dict[str, Any]]:

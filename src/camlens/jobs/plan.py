@@ -63,6 +63,8 @@ class Plan:
     unusable: list[tuple[Item, str]] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     total_items: int = 0
+    #: how many readable images of each size the whole run has (every shard alike)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)
 
     @property
     def items(self) -> list[Item]:
@@ -118,4 +120,5 @@ def make_plan(
     batches.sort(key=lambda batch: batch.items[0].index)
     mine = [batch for batch in batches if _shard_of(batch.key, shard.count) == shard.index]
     unusable = [entry for entry in unusable if _shard_of(entry[0].key, shard.count) == shard.index]
-    return Plan(mine, unusable, missing if shard.index == 0 else [], len(items))
+    sizes = {group_size: len(members) for group_size, members in groups.items()}
+    return Plan(mine, unusable, missing if shard.index == 0 else [], len(items), sizes)

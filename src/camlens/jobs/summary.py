@@ -9,32 +9,55 @@ holds its summary record and its report section as data, pointing at the files i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from camlens.atomic import write_json
-from camlens.jobs.folder import read_manifests
+from camlens.jobs.folder import Totals, read_manifests
 from camlens.report import Report
 
-__all__ = ["Totals", "build_outputs"]
+__all__ = ["build_outputs", "partial_notice", "split_entries"]
 
 #: The manifest fields that summary.json does not repeat.
 _INTERNAL = ("sections", "status", "key", "index")
 
 
-@dataclass(frozen=True)
-class Totals:
-    """What the manifests hold: items explained, inputs skipped (with their reasons), and
-    items not yet done."""
+def split_entries(
+    out: Path, missing: Sequence[tuple[str, str]], expected: int | None
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
+    """The manifests of ``out`` as ``(done entries in input order, failed inputs with their
+    reasons, how many items are still to do)``."""
+    entries = sorted(read_manifests(out).values(), key=lambda entry: entry.get("index", 0))
+    done = [entry for entry in entries if entry.get("status") == "done"]
+    failed = [{"input": name, "error": reason} for name, reason in missing]
+    failed += [
+        {"input": entry["source"], "error": entry.get("reason", "")}
+        for entry in entries
+        if entry.get("status") != "done"
+    ]
+    remaining = 0 if expected is None else max(expected - len(entries), 0)
+    return done, failed, remaining
 
-    done: int
-    failed: list[dict[str, str]]
-    remaining: int
 
-    @property
-    def skipped(self) -> int:
-        return len(self.failed)
+def partial_notice(report: Report, done: int, remaining: int, *, interrupted: bool) -> None:
+    """A first section saying that the report is partial, when it is."""
+    if interrupted or remaining:
+        about = report.section("Partial report")
+        about.callout(
+            f"This run was {'interrupted' if interrupted else 'not finished'}: "
+            f"{done} image(s) done"
+            + (f", {remaining} still to do" if remaining else "")
+            + ". Run the same command with --resume to finish it (or `camlens report OUT` "
+            "once every shard has run).",
+            "warning",
+        )
+
+
+def skipped_section(report: Report, failed: Sequence[Mapping[str, str]]) -> None:
+    """The inputs that were skipped, with their reasons."""
+    if failed:
+        section = report.section("Skipped inputs")
+        section.table(["input", "reason"], [[item["input"], item["error"]] for item in failed])
 
 
 def build_outputs(
@@ -45,7 +68,7 @@ def build_outputs(
     expected: int | None = None,
     interrupted: bool = False,
 ) -> Totals:
-    """Write ``summary.json`` and ``report.html`` into ``out`` from its manifests.
+    """Write ``summary.json`` and ``report.html`` of an explain run into ``out``.
 
     Args:
         identity: the run's ``run.json`` content (command and settings).
@@ -54,13 +77,8 @@ def build_outputs(
         interrupted: the run was stopped; the report says it is partial.
     """
     out = Path(out)
-    entries = sorted(read_manifests(out).values(), key=lambda entry: entry.get("index", 0))
-    done = [entry for entry in entries if entry.get("status") == "done"]
-    skipped = [entry for entry in entries if entry.get("status") != "done"]
+    done, failed, remaining = split_entries(out, missing, expected)
     settings = dict(identity.get("settings", {}))
-    failed = [{"input": name, "error": reason} for name, reason in missing]
-    failed += [{"input": entry["source"], "error": entry.get("reason", "")} for entry in skipped]
-    remaining = None if expected is None else max(expected - len(entries), 0)
     summary = {
         "command": identity.get("command"),
         "model": settings.get("model"),
@@ -74,8 +92,15 @@ def build_outputs(
     if remaining:
         summary["remaining"] = remaining
     write_json(out / "summary.json", summary)
-    _write_report(out, settings, done, failed, interrupted=interrupted, remaining=remaining)
-    return Totals(len(done), failed, remaining or 0)
+    methods = ", ".join(settings.get("methods") or [])
+    report = Report("camlens explain", subtitle=f"{settings.get('model')} · {methods}", out_dir=out)
+    partial_notice(report, len(done), remaining, interrupted=interrupted)
+    for entry in done:
+        for section in entry.get("sections", []):
+            report.add_section_data(section)
+    skipped_section(report, failed)
+    report.write()
+    return Totals(len(done), failed, remaining)
 
 
 def _image_record(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,32 +108,3 @@ def _image_record(entry: Mapping[str, Any]) -> dict[str, Any]:
     record = {"file": entry["source"]}
     record.update((k, v) for k, v in entry.items() if k not in _INTERNAL and k != "source")
     return record
-
-
-def _write_report(
-    out: Path,
-    settings: Mapping[str, Any],
-    done: Sequence[Mapping[str, Any]],
-    failed: Sequence[Mapping[str, str]],
-    *,
-    interrupted: bool,
-    remaining: int | None,
-) -> None:
-    methods = ", ".join(settings.get("methods") or [])
-    report = Report("camlens explain", subtitle=f"{settings.get('model')} · {methods}", out_dir=out)
-    if interrupted or remaining:
-        about = report.section("Partial report")
-        about.callout(
-            f"This run was {'interrupted' if interrupted else 'not finished'}: "
-            f"{len(done)} image(s) explained"
-            + (f", {remaining} still to do" if remaining else "")
-            + ". Run the same command with --resume to finish it.",
-            "warning",
-        )
-    for entry in done:
-        for section in entry.get("sections", []):
-            report.add_section_data(section)
-    if failed:
-        section = report.section("Skipped inputs")
-        section.table(["input", "reason"], [[item["input"], item["error"]] for item in failed])
-    report.write()
