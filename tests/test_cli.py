@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from camlens.cli import main
-from camlens.cli.artefacts import atomic_open, write_json, write_npz
 from camlens.files import collect_images, natural_key
 from camlens.loading import ModelLoadError, load_labels, load_weights
 from camlens.models import tiny_deeplabv3plus
@@ -275,19 +274,3 @@ def test_python_m_camlens_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "hirescam" in done.stdout
-
-
-def test_artefacts_replace_atomically_or_not_at_all(tmp_path: Path) -> None:
-    target = tmp_path / "summary.json"
-    target.write_text("old", encoding="utf-8")
-    with pytest.raises(RuntimeError), atomic_open(target, "w", encoding="utf-8") as handle:
-        handle.write('{"half": ')
-        raise RuntimeError("killed half-way")
-    assert target.read_text(encoding="utf-8") == "old"  # untouched, not truncated
-    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
-    write_json(target, {"new": 1}, indent=2)
-    assert json.loads(target.read_text(encoding="utf-8")) == {"new": 1}
-    write_npz(tmp_path / "maps.npz", {"maps": np.arange(6).reshape(2, 3)})
-    with np.load(tmp_path / "maps.npz") as raw:
-        assert raw["maps"].tolist() == [[0, 1, 2], [3, 4, 5]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.npz", "summary.json"]

@@ -9,8 +9,8 @@ SIGTERM), after writing a consistent partial result.
 One module per command (:mod:`~camlens.cli.explain`, :mod:`~camlens.cli.evaluate`,
 :mod:`~camlens.cli.report`, :mod:`~camlens.cli.demo`, :mod:`~camlens.cli.methods`), each with
 ``add_parser`` and ``run``; :mod:`~camlens.cli.options` holds the shared arguments and their
-checks, :mod:`~camlens.cli.job` the set-up of ``evaluate``, :mod:`~camlens.cli.artefacts`
-the files ``evaluate`` writes.
+checks, :mod:`~camlens.cli.job` the set-up ``explain`` and ``evaluate`` share. The work
+itself is :mod:`camlens.jobs`.
 """
 
 from __future__ import annotations
