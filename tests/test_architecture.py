@@ -24,6 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "camlens.capture",
         "camlens.outputs",
         "camlens.reshape",
+        "camlens.tokens",
         "camlens.layers",
         "camlens.targets",
         "camlens.target_sets",

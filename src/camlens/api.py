@@ -26,6 +26,7 @@ def explain(
     targets: Sequence[Any] | Any | None = None,
     *,
     reshape_transform: ReshapeTransform | None = None,
+    grid: tuple[int, int] | None = None,
     aug_smooth: bool = False,
     eigen_smooth: bool = False,
     fc_layer: nn.Module | str | None = None,
@@ -38,8 +39,10 @@ def explain(
     ``"auto"``; ``targets`` are target callables, class indices or ``None`` (the prediction);
     ``options`` are the method's declared options (``{"pool_size": 2}`` for Seg-XRes-CAM,
     ``{"batch_size": 32}`` for ScoreCAM / AblationCAM; ``camlens methods`` lists them);
-    ``fc_layer`` is CAM's ``fc_layer`` option. ``input_tensor=`` and ``method_options=`` are
-    the deprecated spellings of ``inputs=`` and ``options=``.
+    ``fc_layer`` is CAM's ``fc_layer`` option; ``grid=(h, w)`` is the patch grid of token
+    layers when the model's token layout cannot be read from its attributes.
+    ``input_tensor=`` and ``method_options=`` are the deprecated spellings of ``inputs=`` and
+    ``options=``.
 
     Example:
         >>> exp = camlens.explain(model, x, method="hirescam", layers="encoder.layer4")
@@ -49,6 +52,6 @@ def explain(
     if fc_layer is not None:
         merged["fc_layer"] = fc_layer
     explainer = Explainer(
-        model, layers, method, reshape_transform=reshape_transform, options=merged
+        model, layers, method, reshape_transform=reshape_transform, grid=grid, options=merged
     )
     return explainer.explain(inputs, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)

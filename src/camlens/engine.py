@@ -37,6 +37,7 @@ from camlens.steps import (
     run_method,
 )
 from camlens.target_sets import TargetSet
+from camlens.tokens import TokenLayout, token_layout
 
 __all__ = [
     "BatchResult",
@@ -168,6 +169,7 @@ def _contribution_maps(
     gradients: list[list[torch.Tensor]] | None,
     targets: TargetSet,
     reshape_transform: ReshapeTransform | None,
+    layout: TokenLayout | None,
     eigen_smooth: bool,
 ) -> list[torch.Tensor]:
     """``(B, K, *grid)`` per layer for a ``contributions`` method."""
@@ -195,6 +197,7 @@ def _contribution_maps(
                     activation,
                     gradient,
                     reshape_transform=reshape_transform,
+                    layout=layout,
                     eigen_smooth=eigen_smooth,
                     class_weights=class_weights,
                     options=call.options,
@@ -215,6 +218,7 @@ def explain_batch(
     make_targets: Callable[[torch.Tensor], TargetSet],
     *,
     reshape_transform: ReshapeTransform | None = None,
+    grid: tuple[int, int] | None = None,
     eigen_smooth: bool = False,
     strategy: Strategy = "loop",
     flipped: bool = False,
@@ -229,6 +233,10 @@ def explain_batch(
         layers: the target layers (empty when no method uses target layers).
         names: their dotted names.
         make_targets: the score tensor ``(B, ...)`` → the ``(B, K)`` targets.
+        reshape_transform: the user's layer output → ``(B, C, *grid)``; without it, token
+            outputs follow the model's token layout (:func:`camlens.tokens.token_layout`,
+            read once here from the model and the input's size; ``grid=(h, w)`` overrides
+            the patch grid).
         strategy: ``"loop"`` (a backward pass per target column over the retained graph)
             or ``"batched"`` (vector-Jacobian products of all columns at once).
         flipped: the input was flipped horizontally (``aug_smooth``): dense outputs are
@@ -262,6 +270,7 @@ def explain_batch(
             _target_gradients(scores, activations, names, strategy) if needs_gradients else None
         )
     size = tuple(inputs.shape[2:])
+    layout = None if reshape_transform is not None else token_layout(model, size, grid)
     result = BatchResult(
         map_names={},
         layer_maps={},
@@ -286,6 +295,7 @@ def explain_batch(
                 targets=targets.rows,
                 scores=result.scores,
                 reshape_transform=reshape_transform,
+                layout=layout,
                 eigen_smooth=eigen_smooth,
                 options=call.options,
             )
@@ -298,6 +308,7 @@ def explain_batch(
                 gradients,
                 targets,
                 reshape_transform,
+                layout,
                 eigen_smooth,
             )
         result.map_names[call.name] = list(method.map_names or names)

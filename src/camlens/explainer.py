@@ -55,7 +55,11 @@ class Explainer:
         method: a registry name (``"hirescam"``; see ``camlens methods``).
         reshape_transform: turns a layer output into ``[B, C, *grid]``; by default tokens
             ``[B, 1+N, C]`` become a square grid and ``nn.LayerNorm`` outputs ``[B, h, w, C]``
-            are taken as channels-last (see :mod:`camlens.reshape`).
+            are taken as channels-last (see :mod:`camlens.reshape`); token outputs follow
+            the model's declared token layout (class and register tokens dropped, see
+            :mod:`camlens.tokens`).
+        grid: the patch grid ``(h, w)`` of token layers, for a ViT whose layout cannot be
+            read from its attributes (the tokens before the last ``h·w`` are dropped).
         options: the method's options (``{"pool_size": 4}``), checked now against the
             method's declarations (``camlens methods`` lists them).
 
@@ -72,6 +76,7 @@ class Explainer:
         method: str | Method = "gradcam",
         *,
         reshape_transform: ReshapeTransform | None = None,
+        grid: tuple[int, int] | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -79,6 +84,7 @@ class Explainer:
         self.model = model
         self._call: MethodCall = plan_methods([method], options)[0]
         self.reshape_transform = reshape_transform
+        self.grid = grid
         self._layer_specs = layers
         self._layers: list[nn.Module] | None
         if not self.method.uses_target_layers:
@@ -155,7 +161,9 @@ class Explainer:
 
     def _resolve(self, inputs: torch.Tensor) -> list[nn.Module]:
         if self._layers is None:
-            self._layers = resolve_layers(self.model, self._layer_specs, probe_input=inputs[:1])
+            self._layers = resolve_layers(
+                self.model, self._layer_specs, probe_input=inputs[:1], grid=self.grid
+            )
         return self._layers
 
     def _explain_once(
@@ -179,6 +187,7 @@ class Explainer:
             names,
             make_targets,
             reshape_transform=self.reshape_transform,
+            grid=self.grid,
             eigen_smooth=eigen_smooth,
             flipped=flipped,
         )

@@ -6,8 +6,12 @@ output is a spatial feature map that the model's top-class score depends on at m
 grid position. That rules out pooled vectors, the logit-space head of a segmenter and, for
 vision transformers, layers after which only the class token reaches the classifier (token
 layers must also have the model's usual width, which skips qkv and MLP expansions, so a ViT
-gets ``blocks[-1].norm1``). It costs one probing forward and backward pass; the choice is
-logged.
+gets ``blocks[-1].norm1``: the last block's own output reaches a class-token head only
+through the class token, so it carries no spatial gradient, while ``norm1`` feeds every
+patch token into the last attention). Token outputs are laid out by the model's token
+layout (:mod:`camlens.tokens`: class, register and distillation tokens are dropped, the
+patch grid may be non-square); a ViT whose head mean-pools the patch tokens gets its last
+token layer instead. It costs one probing forward and backward pass; the choice is logged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from camlens.capture import borrowed
 from camlens.errors import LayerNotFoundError
 from camlens.outputs import as_score_tensor, is_dense
 from camlens.reshape import default_reshape
+from camlens.tokens import token_layout
 
 __all__ = ["find_auto_layer", "layer_by_name", "layer_name", "resolve_layers"]
 
@@ -31,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 LayerSpec = nn.Module | str
 _INDEX = re.compile(r"\[(-?\d+)\]")
+_VIT_HINT = (
+    "for a ViT name `blocks[-1].norm1` (timm), `encoder.layers[-1].ln_1` (torchvision) or "
+    "`encoder.layer[-1].layernorm_before` (Hugging Face ViT; `norm1` for DINOv2), and pass "
+    "`grid=(h, w)` or a `reshape_transform` if its token layout cannot be read from the model"
+)
 
 
 def _split(name: str) -> list[str]:
@@ -83,11 +93,14 @@ def resolve_layers(
     model: nn.Module,
     layers: LayerSpec | Sequence[LayerSpec],
     probe_input: torch.Tensor | None = None,
+    *,
+    grid: tuple[int, int] | None = None,
 ) -> list[nn.Module]:
     """Turn ``layers`` (a module, a dotted name, ``"auto"`` or a list of them) into modules.
 
     Every module must belong to ``model``; duplicates are rejected because each target layer
-    gives one map. ``"auto"`` needs ``probe_input`` (see :func:`find_auto_layer`).
+    gives one map. ``"auto"`` needs ``probe_input`` (see :func:`find_auto_layer`; ``grid``
+    is the user's patch grid for token layers).
     """
     specs: Iterable[LayerSpec] = [layers] if isinstance(layers, nn.Module | str) else layers
     resolved: list[nn.Module] = []
@@ -95,7 +108,7 @@ def resolve_layers(
         if isinstance(spec, str) and spec == "auto":
             if probe_input is None:
                 raise ValueError("target layer 'auto' needs an input to probe the model with")
-            module = find_auto_layer(model, probe_input)
+            module = find_auto_layer(model, probe_input, grid=grid)
         elif isinstance(spec, str):
             module = layer_by_name(model, spec)
         elif isinstance(spec, nn.Module):
@@ -114,12 +127,17 @@ def resolve_layers(
     return resolved
 
 
-def find_auto_layer(model: nn.Module, probe_input: torch.Tensor) -> nn.Module:
+def find_auto_layer(
+    model: nn.Module, probe_input: torch.Tensor, *, grid: tuple[int, int] | None = None
+) -> nn.Module:
     """The last spatial layer whose output the top-class score depends on across its grid.
 
     Runs one forward and backward pass on ``probe_input`` (the model is left as found:
-    hooks removed, training flags restored, ``param.grad`` untouched).
+    hooks removed, training flags restored, ``param.grad`` untouched). Token outputs are
+    read with the model's token layout for ``probe_input``'s size (``grid`` overrides the
+    patch grid), so only patch tokens count — never the class or register tokens.
     """
+    layout = token_layout(model, tuple(probe_input.shape[2:]), grid)
 
     finished: list[tuple[str, nn.Module, torch.Tensor]] = []
     calls: dict[int, int] = {}
@@ -139,21 +157,23 @@ def find_auto_layer(model: nn.Module, probe_input: torch.Tensor) -> nn.Module:
         probe = probe_input.detach().clone().requires_grad_(True)
         scores = as_score_tensor(model(probe))
     dense = is_dense(scores)
-    candidates = []
+    candidates, unread = [], []  # unread: token layers without a patch grid, in order
+    order = {name: position for position, (name, _, _) in enumerate(finished)}
     for name, module, output in finished:
         if calls[id(module)] != 1 or output.dim() not in (3, 4, 5):
             continue
         try:
-            grid = default_reshape(module, output.detach())
+            spatial = default_reshape(module, output.detach(), layout)
         except Exception:  # not a spatial layout: skip it
+            unread += [name] if output.dim() == 3 else []
             continue
-        if grid[0, 0].numel() <= 1 or (dense and grid.shape[1] == scores.shape[1]):
+        if spatial[0, 0].numel() <= 1 or (dense and spatial.shape[1] == scores.shape[1]):
             continue
         candidates.append((name, module, output))
     if not candidates:
         raise LayerNotFoundError(
             f"'auto' found no layer of {type(model).__name__} with a spatial output; "
-            "name the target layer explicitly (e.g. 'layer4')."
+            f"name the target layer explicitly (e.g. 'layer4'); {_VIT_HINT}."
         )
     # Transformers: keep token layers of the model's width (drops qkv and MLP expansions).
     widths = [output.shape[-1] for _, _, output in candidates if output.dim() == 3]
@@ -166,11 +186,18 @@ def find_auto_layer(model: nn.Module, probe_input: torch.Tensor) -> nn.Module:
     for (name, module, _output), grad in reversed(list(zip(candidates, grads, strict=True))):
         if grad is None:
             continue
-        reach = default_reshape(module, grad).abs().sum(1).flatten(1)
+        reach = default_reshape(module, grad, layout).abs().sum(1).flatten(1)
         if int((reach[0] > 0).sum()) > 1:
             logger.info("target layer 'auto' resolved to %r (%s)", name, type(module).__name__)
+            if unread and order[unread[-1]] > order[name]:  # a later token layer was unread
+                logger.warning(
+                    "target layer 'auto' skipped token layers whose patch grid it could not "
+                    "infer (%s, ...); %s",
+                    unread[-1],
+                    _VIT_HINT,
+                )
             return module
     raise LayerNotFoundError(
         f"'auto' found no spatial layer of {type(model).__name__} that the score depends on; "
-        "name the target layer explicitly."
+        f"name the target layer explicitly; {_VIT_HINT}."
     )

@@ -224,6 +224,7 @@ def explain_segmentation(
     reduction: Literal["sum", "mean"] = "sum",
     region: Region | None = None,
     reshape_transform: ReshapeTransform | None = None,
+    grid: tuple[int, int] | None = None,
     eigen_smooth: bool = False,
     options: Mapping[str, Any] | None = None,
     strategy: Strategy = "loop",
@@ -249,6 +250,8 @@ def explain_segmentation(
         strategy: ``"loop"`` (a backward pass per class over the retained graph) or
             ``"batched"`` (one batched vector-Jacobian product for all classes).
         class_names: names for reports and records.
+        grid: the patch grid ``(h, w)`` of token layers (a ViT encoder), when the model's
+            token layout cannot be read from its attributes.
 
     ``input_tensor=`` and ``method_options=`` are the deprecated spellings of ``inputs=`` and
     ``options=``.
@@ -266,7 +269,7 @@ def explain_segmentation(
         raise ValueError(f"`strategy` must be 'loop' or 'batched', got {strategy!r}")
     inputs = prepare_input(inputs, model)
     layer_modules = (
-        resolve_layers(model, layers, probe_input=inputs[:1])
+        resolve_layers(model, layers, probe_input=inputs[:1], grid=grid)
         if any(call.method.uses_target_layers for call in calls)
         else []
     )
@@ -289,6 +292,7 @@ def explain_segmentation(
         names,
         make_targets,
         reshape_transform=reshape_transform,
+        grid=grid,
         eigen_smooth=eigen_smooth,
         strategy=strategy,
         check_outputs=_check_dense,

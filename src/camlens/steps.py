@@ -18,6 +18,7 @@ from camlens.capture import ActivationCapture, borrowed, check_grad_mode
 from camlens.errors import InputShapeError, LayerNeverRanError, NonFiniteError
 from camlens.methods import LayerData, Method, RunContext, first_principal_component
 from camlens.reshape import ReshapeTransform, default_reshape
+from camlens.tokens import TokenLayout
 
 __all__ = [
     "check_finite",
@@ -141,12 +142,17 @@ def layer_gradients(
 
 
 def to_grid(
-    layer: nn.Module, tensor: torch.Tensor, reshape_transform: ReshapeTransform | None
+    layer: nn.Module,
+    tensor: torch.Tensor,
+    reshape_transform: ReshapeTransform | None,
+    layout: TokenLayout | None = None,
 ) -> torch.Tensor:
-    """A layer output (or its gradient) as ``(B, C, *grid)``."""
+    """A layer output (or its gradient) as ``(B, C, *grid)``: the user's
+    ``reshape_transform``, else :func:`~camlens.reshape.default_reshape` with the model's
+    token ``layout``."""
     if reshape_transform is not None:
         return reshape_transform(tensor)
-    return default_reshape(layer, tensor)
+    return default_reshape(layer, tensor, layout)
 
 
 def layer_map(
@@ -156,6 +162,7 @@ def layer_map(
     gradient: torch.Tensor | None,
     *,
     reshape_transform: ReshapeTransform | None = None,
+    layout: TokenLayout | None = None,
     eigen_smooth: bool = False,
     class_weights: Callable[[int], torch.Tensor] | None = None,
     options: Mapping[str, Any] | None = None,
@@ -163,14 +170,14 @@ def layer_map(
     """The signed, unnormalised map ``(B, *grid)`` of ``method`` at one layer.
 
     Activations and gradients are brought to ``(B, C, *grid)`` and to float32 (float64 stays
-    float64); ``class_weights(channels)`` supplies CAM's classifier rows; ``options`` are the
-    method's checked options.
+    float64; ``layout`` is the model's token layout); ``class_weights(channels)`` supplies
+    CAM's classifier rows; ``options`` are the method's checked options.
     """
     dtype = torch.float64 if activation.dtype == torch.float64 else torch.float32
-    activations = to_grid(layer, activation.detach(), reshape_transform).to(dtype)
+    activations = to_grid(layer, activation.detach(), reshape_transform, layout).to(dtype)
     gradients = None
     if gradient is not None:
-        gradients = to_grid(layer, gradient, reshape_transform).to(dtype)
+        gradients = to_grid(layer, gradient, reshape_transform, layout).to(dtype)
         if gradients.shape != activations.shape:
             raise InputShapeError(
                 f"reshape_transform gave activations {tuple(activations.shape)} but gradients "
@@ -200,6 +207,7 @@ def run_method(
     targets: Sequence[Sequence[Callable[[torch.Tensor], torch.Tensor]]],
     scores: torch.Tensor,
     reshape_transform: ReshapeTransform | None = None,
+    layout: TokenLayout | None = None,
     eigen_smooth: bool = False,
     options: Mapping[str, Any] | None = None,
 ) -> list[torch.Tensor]:
@@ -209,7 +217,7 @@ def run_method(
     assert method.runner is not None, f"{method.name} has no runner"
 
     def reshape(layer: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
-        return to_grid(layer, tensor, reshape_transform)
+        return to_grid(layer, tensor, reshape_transform, layout)
 
     grids = []
     for layer, activation in zip(layers, activations, strict=True):

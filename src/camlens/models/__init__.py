@@ -23,9 +23,13 @@ from camlens.models.resnet import (
 )
 from camlens.models.vit import (
     HuggingFaceStyle,
+    HuggingFaceViT,
     ImageClassifierOutput,
     SwinStyle,
     VisionTransformer,
+    ViTConfig,
+    ViTSegmenter,
+    tiny_register_vit,
     tiny_vit,
 )
 from camlens.models.volume import Tiny3DCNN
@@ -37,16 +41,20 @@ __all__ = [
     "DeepLabV3PlusDecoder",
     "DictOutputSegmenter",
     "HuggingFaceStyle",
+    "HuggingFaceViT",
     "ImageClassifierOutput",
     "ResNet",
     "ResNetEncoder",
     "SwinStyle",
     "Tiny3DCNN",
+    "ViTConfig",
+    "ViTSegmenter",
     "VisionTransformer",
     "deeplabv3plus_resnet50",
     "resnet18",
     "resnet50",
     "tiny_deeplabv3plus",
+    "tiny_register_vit",
     "tiny_resnet",
     "tiny_vit",
 ]

@@ -1,7 +1,9 @@
 """Transformer-style classifiers with timm's attribute layouts, and a HuggingFace-style wrapper.
 
-* :class:`VisionTransformer` mimics ``timm.models.vision_transformer`` (token outputs
-  ``[B, 1 + N, C]`` that need a reshape transform for CAMs).
+* :class:`VisionTransformer` mimics ``timm.models.vision_transformer``: tokens ``[B, P + N,
+  C]`` (class token, registers, patches); :func:`tiny_register_vit` is a pathology model's.
+* :class:`HuggingFaceViT` mimics ``transformers``' DINOv2-with-registers classifier.
+* :class:`ViTSegmenter`: a ViT encoder, patch tokens as a grid, a 1×1 conv, upsampled.
 * :class:`SwinStyle` mimics timm's newer Swin (channels-last ``[B, H, W, C]`` features).
 * :class:`HuggingFaceStyle` mimics ``transformers`` (output object with ``.logits``).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camlens.models.resnet import init_weights
@@ -19,11 +22,15 @@ __all__ = [
     "Attention",
     "Block",
     "HuggingFaceStyle",
+    "HuggingFaceViT",
     "ImageClassifierOutput",
     "Mlp",
     "PatchEmbed",
     "SwinStyle",
+    "ViTConfig",
+    "ViTSegmenter",
     "VisionTransformer",
+    "tiny_register_vit",
     "tiny_vit",
 ]
 
@@ -41,6 +48,8 @@ class PatchEmbed(nn.Module):
     """timm's ``PatchEmbed``: a strided ``proj`` Conv2d, then flatten to tokens or NHWC.
 
     ``flatten=True`` gives ``[B, N, C]`` (ViT); ``flatten=False`` gives ``[B, H, W, C]`` (Swin).
+    ``strict_img_size=False`` (timm's flag, set by ``dynamic_img_size`` models) marks that
+    inputs of other sizes are embedded to their own ``(H // p, W // p)`` grid.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class PatchEmbed(nn.Module):
         embed_dim: int = 32,
         flatten: bool = True,
         norm: bool = False,
+        strict_img_size: bool = True,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -60,6 +70,8 @@ class PatchEmbed(nn.Module):
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.flatten = flatten
+        self.strict_img_size = strict_img_size
+        self.dynamic_img_pad = False
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm: nn.Module = nn.LayerNorm(embed_dim) if norm else nn.Identity()
 
@@ -119,12 +131,23 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VisionTransformer(nn.Module):
-    """A small ViT with timm's layout: ``patch_embed.proj, cls_token, pos_embed, blocks,
-    norm, head``; blocks output tokens ``[B, 1 + N, C]``, logits come from the cls token.
+def _resample(pos: Tensor, grid: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """Patch position embeddings ``[1, h·w, C]`` for ``grid`` resampled (bilinear) to ``size``."""
+    if tuple(grid) == tuple(size):
+        return pos
+    planes = pos.reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2)
+    planes = F.interpolate(planes, size=size, mode="bilinear", align_corners=False)
+    return planes.flatten(2).transpose(1, 2)
 
-    Also exposes timm's ``num_prefix_tokens``, ``forward_features`` and ``forward_head``.
-    """
+
+class VisionTransformer(nn.Module):
+    """A small ViT with timm's layout: ``patch_embed.proj, cls_token, reg_token, pos_embed,
+    blocks, norm, fc_norm, head``; blocks output ``[B, 1 + R + N, C]`` (class, registers,
+    patches); timm's ``num_prefix_tokens``, ``num_reg_tokens``, ``dynamic_img_size``,
+    ``forward_features`` and ``forward_head``. ``global_pool="token"`` reads the class token,
+    ``"avg"`` mean-pools the patch tokens. With registers or ``dynamic_img_size``,
+    ``pos_embed`` covers the patches only (timm's ``no_embed_class``), resampled to the
+    input's grid. ``final_norm=False``: ``norm`` and ``fc_norm`` are identities."""
 
     def __init__(
         self,
@@ -136,29 +159,55 @@ class VisionTransformer(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         num_classes: int = 10,
+        *,
+        reg_tokens: int = 0,
+        dynamic_img_size: bool = False,
+        global_pool: str = "token",
+        final_norm: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.embed_dim = self.num_features = embed_dim
-        self.num_prefix_tokens = 1
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_channels, embed_dim)
+        self.num_reg_tokens = reg_tokens
+        self.num_prefix_tokens = 1 + reg_tokens
+        self.dynamic_img_size = dynamic_img_size
+        self.global_pool = global_pool
+        self.no_embed_class = reg_tokens > 0 or dynamic_img_size
+        self.patch_embed = PatchEmbed(
+            img_size, patch_size, in_channels, embed_dim, strict_img_size=not dynamic_img_size
+        )
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        embedded = num_patches + (0 if self.no_embed_class else 1)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embedded, embed_dim))
         self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim)
+        pair = (nn.LayerNorm(embed_dim) if final_norm else nn.Identity(), nn.Identity())
+        self.norm, self.fc_norm = pair if global_pool == "token" else pair[::-1]
         self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         _init_transformer(self)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=0.02)
+
+    def _pos_embed(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        tokens = [t for t in (self.cls_token, self.reg_token) if t is not None]
+        prefix = [t.expand(x.shape[0], -1, -1) for t in tokens]
+        if not self.no_embed_class:
+            return torch.cat([*prefix, x], dim=1) + self.pos_embed
+        pos = _resample(self.pos_embed, self.patch_embed.grid_size, size)
+        return torch.cat([*prefix, x + pos], dim=1)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        patch = self.patch_embed.patch_size
+        size = (x.shape[-2] // patch[0], x.shape[-1] // patch[1])
+        x = self._pos_embed(self.patch_embed(x), size)
         return self.norm(self.blocks(x))
 
     def forward_head(self, x: Tensor) -> Tensor:
-        return self.head(x[:, 0])
+        pooled = x[:, self.num_prefix_tokens :].mean(1) if self.global_pool == "avg" else x[:, 0]
+        return self.head(self.fc_norm(pooled))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -167,6 +216,16 @@ class VisionTransformer(nn.Module):
 def tiny_vit(num_classes: int = 10) -> VisionTransformer:
     """A 32x32, patch-8, 2-block ViT (timm layout) for fast unit tests."""
     return VisionTransformer(num_classes=num_classes)
+
+
+def tiny_register_vit(
+    reg_tokens: int = 4, num_classes: int = 3, global_pool: str = "token", final_norm: bool = True
+) -> VisionTransformer:
+    """A pathology-foundation-model layout in miniature (Virchow2: 4 registers, UNI2-h: 8):
+    224 px, patch 14 (a 16×16 grid), ``dynamic_img_size`` (e.g. 224×336 → 16×24), a class
+    token and ``reg_tokens`` registers; embed dim 16, 2 blocks, 2 heads."""
+    pool = {"global_pool": global_pool, "final_norm": final_norm, "dynamic_img_size": True}
+    return VisionTransformer(224, 14, 3, 16, 2, 2, 2.0, num_classes, reg_tokens=reg_tokens, **pool)
 
 
 class SwinBlock(nn.Module):
@@ -274,9 +333,11 @@ class SwinStyle(nn.Module):
 
 @dataclass
 class ImageClassifierOutput:
-    """Minimal stand-in for ``transformers.modeling_outputs.ImageClassifierOutput``."""
+    """Minimal stand-in for ``transformers.modeling_outputs.ImageClassifierOutput`` (plus
+    the final tokens ``last_hidden_state`` where a model gives them)."""
 
     logits: Tensor
+    last_hidden_state: Tensor | None = None
 
 
 class HuggingFaceStyle(nn.Module):
@@ -291,3 +352,69 @@ class HuggingFaceStyle(nn.Module):
 
     def forward(self, pixel_values: Tensor) -> ImageClassifierOutput:
         return ImageClassifierOutput(logits=self.model(pixel_values))
+
+
+@dataclass
+class ViTConfig:
+    """The fields of ``transformers``' ``Dinov2WithRegistersConfig`` that the models read."""
+
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_size: int = 16
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_register_tokens: int = 4
+    num_labels: int = 3
+
+
+class HuggingFaceViT(nn.Module):
+    """``Dinov2WithRegistersForImageClassification`` in miniature: ``config``; in ``dinov2``:
+    ``embeddings`` (``cls_token``, ``register_tokens``, ``patch_embeddings.projection``,
+    ``position_embeddings`` resampled to the input), ``encoder.layer[i]`` (``norm1``,
+    ``norm2``, ``mlp``), ``layernorm``; ``classifier`` on [class token, mean patch token].
+    Returns ``.logits`` and ``.last_hidden_state``."""
+
+    def __init__(self, config: ViTConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or ViTConfig()
+        dim, self.grid = c.hidden_size, (c.image_size // c.patch_size,) * 2
+        emb = nn.Module()
+        conv = nn.Conv2d(3, dim, c.patch_size, stride=c.patch_size)
+        emb.patch_embeddings = nn.ModuleDict({"projection": conv})
+        emb.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        emb.register_tokens = nn.Parameter(torch.randn(1, c.num_register_tokens, dim) * 0.02)
+        emb.position_embeddings = nn.Parameter(torch.randn(1, 1 + self.grid[0] ** 2, dim) * 0.02)
+        blocks = [Block(dim, c.num_attention_heads) for _ in range(c.num_hidden_layers)]
+        parts = {"embeddings": emb, "encoder": nn.ModuleDict({"layer": nn.Sequential(*blocks)})}
+        self.dinov2 = nn.ModuleDict({**parts, "layernorm": nn.LayerNorm(dim)})
+        self.dinov2.config = c
+        self.classifier = nn.Linear(2 * dim, c.num_labels)
+        _init_transformer(self)
+
+    def forward(self, pixel_values: Tensor) -> ImageClassifierOutput:
+        emb, p = self.dinov2.embeddings, self.config.patch_size
+        x = emb.patch_embeddings.projection(pixel_values).flatten(2).transpose(1, 2)
+        size = (pixel_values.shape[-2] // p, pixel_values.shape[-1] // p)
+        pos = emb.position_embeddings
+        cls = (emb.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x + _resample(pos[:, 1:], self.grid, size)], 1)
+        x = torch.cat([x[:, :1], emb.register_tokens.expand(x.shape[0], -1, -1), x[:, 1:]], 1)
+        x = self.dinov2.layernorm(self.dinov2.encoder.layer(x))
+        patches = x[:, 1 + self.config.num_register_tokens :]
+        logits = self.classifier(torch.cat([x[:, 0], patches.mean(1)], dim=1))
+        return ImageClassifierOutput(logits=logits, last_hidden_state=x)
+
+
+class ViTSegmenter(nn.Module):
+    """``encoder`` (a ViT) → patch tokens as a grid → 1×1 conv ``head`` → upsampled to input."""
+
+    def __init__(self, encoder: VisionTransformer, num_classes: int = 3) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Conv2d(encoder.embed_dim, num_classes, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.encoder.forward_features(x)[:, self.encoder.num_prefix_tokens :]
+        (p, q), (b, c) = self.encoder.patch_embed.patch_size, tokens.shape[::2]
+        grid = tokens.transpose(1, 2).reshape(b, c, x.shape[-2] // p, x.shape[-1] // q)
+        return F.interpolate(self.head(grid), x.shape[-2:], mode="bilinear", align_corners=False)
