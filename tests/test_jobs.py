@@ -132,7 +132,7 @@ def test_usage_errors_exit_2_before_any_output(
     assert main(_explain("--out", "out", *arguments)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert not (workspace / "out" / "raw").exists()
+    assert not (workspace / "out").exists()  # nothing created
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     checked = check_arguments(args)
     folder = RunFolder(args.out, checked.shard)
+    folder.check_writable()  # before the model loads; nothing is created yet
+    ready = prepare(args, checked)
     with folder:
-        ready = prepare(args, checked)
         if ready.task == "cls" and ready.classes is not None and len(ready.classes) > 1:
             raise UsageError("evaluate scores one target per image: give one --class (or top)")
         settings = EvaluateSettings(

@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; the exit status (0 all done, 1 some skipped, 130 interrupted)."""
     checked = check_arguments(args)
     folder = RunFolder(args.out, checked.shard)
+    folder.check_writable()  # before the model loads; nothing is created yet
+    ready = prepare(args, checked)
     with folder:
-        ready = prepare(args, checked)
         settings = ExplainSettings(
             model=args.model,
             weights=str(args.weights) if args.weights else None,

@@ -119,6 +119,20 @@ class RunFolder:
             self._lock.close()  # closing drops the flock
             self._lock = None
 
+    def check_writable(self) -> None:
+        """Refuse, without creating anything, an ``--out`` that is a file or lies in a
+        folder that cannot be written (the definitive test is :meth:`__enter__`'s)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise FolderError(f"--out {self.path} is a file, not a folder; choose a folder.")
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise FolderError(
+                f"cannot write into --out {self.path} ({existing} is not a writable folder); "
+                "choose a writable folder."
+            )
+
     def _make(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise FolderError(f"--out {self.path} is a file, not a folder; choose a folder.")
