@@ -191,3 +191,13 @@ def test_methods_lists_every_method_with_its_options(capsys) -> None:
         assert name in listing and method.reference in listing
         for option in method.options:
             assert f"--option {option.name}:" in listing
+
+
+@pytest.mark.parametrize("name", ["GradCAM", "ScoreCAM", "AblationCAM", "SegXResCAM"])
+def test_use_cuda_warning_points_at_the_callers_line(name: str) -> None:
+    """Before: ScoreCAM / AblationCAM / SegXResCAM warned from camlens's own file (a
+    stacklevel one frame short)."""
+    model = tiny_resnet(num_classes=3)
+    with pytest.warns(FutureWarning, match="use_cuda") as caught:
+        getattr(camlens, name)(model, ["layer4"], use_cuda=True)
+    assert caught[0].filename == __file__
