@@ -7,9 +7,13 @@ import torch
 from torch.testing import assert_close
 
 import camlens
+from camlens.methods import get_method
 from camlens.targets import ClassifierOutputTarget
 
 from .conftest import GapLinearNet
+
+#: The methods that run on CNNs (attention methods need a transformer: test_attention_methods).
+CNN_METHODS = [m for m in camlens.available_methods() if not get_method(m).needs_attention]
 
 CLASSES = [1, 4]
 
@@ -87,7 +91,7 @@ def test_hirescam_matches_finite_differences(seed: int) -> None:
         assert numeric == pytest.approx(float(layer_map[row, col]), rel=1e-5, abs=1e-9)
 
 
-@pytest.mark.parametrize("method", camlens.available_methods())
+@pytest.mark.parametrize("method", CNN_METHODS)
 def test_batch_equals_one_at_a_time(gap_net: GapLinearNet, method: str) -> None:
     x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
     targets = [ClassifierOutputTarget(c) for c in (0, 2, 4)]

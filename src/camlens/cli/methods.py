@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
     """Per method: name, label, class, what it needs, reference, then its options."""
     for name in available_methods():
         method = get_method(name)
-        if method.runner is not None and not method.needs_gradients:
+        if method.needs_attention:
+            needs = "attention" + (" + gradients" if method.needs_gradients else "")
+        elif method.runner is not None and not method.needs_gradients:
             needs = "re-runs the model"
         elif method.needs_gradients:
             needs = "gradients"

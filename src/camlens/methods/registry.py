@@ -254,6 +254,8 @@ class Method:
         principal_component: always reduce channels by the first principal component.
         map_names: for runners that do not use target layers (FullGrad): the names of the
             maps the runner returns; target layers are then accepted and ignored.
+        needs_attention: the method reads a transformer's attention probabilities, so it
+            runs only on models with attention modules (rollout, Chefer 2021, LeGrad).
     """
 
     name: str
@@ -267,6 +269,7 @@ class Method:
     class_weights: ClassWeights | None = None
     principal_component: bool = False
     map_names: tuple[str, ...] | None = None
+    needs_attention: bool = False
 
     def __post_init__(self) -> None:
         if (self.contributions is None) == (self.runner is None):

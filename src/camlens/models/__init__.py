@@ -32,6 +32,7 @@ from camlens.models.vit import (
     tiny_register_vit,
     tiny_vit,
 )
+from camlens.models.vit_attention import TimmAttention, tiny_attention_vit, with_timm_attention
 from camlens.models.volume import Tiny3DCNN
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ResNet",
     "ResNetEncoder",
     "SwinStyle",
+    "TimmAttention",
     "Tiny3DCNN",
     "ViTConfig",
     "ViTSegmenter",
@@ -53,8 +55,10 @@ __all__ = [
     "deeplabv3plus_resnet50",
     "resnet18",
     "resnet50",
+    "tiny_attention_vit",
     "tiny_deeplabv3plus",
     "tiny_register_vit",
     "tiny_resnet",
     "tiny_vit",
+    "with_timm_attention",
 ]
