@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -58,6 +59,11 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
         assert (out / src).is_file(), src
     page = html.unescape(markup)
     assert "Tile 2" in page and "Tile 3" not in page
+    # the same tiles through `camlens explain`, as a job, with its own outputs
+    summary = json.loads((out / "job" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["complete"] and len(summary["images"]) == 2 and not summary["failed"]
+    assert (out / "job" / "report.html").is_file() and (out / "job" / "manifest.jsonl").is_file()
+    assert "The same tiles as a job" in page
     assert "mass in mask" in page
     # the shortcut check flags the leaky model and clears the control
     assert re.search(r"leaky: shortcut", page)

@@ -27,7 +27,7 @@ from camlens.jobs.reader import read_image
 from camlens.jobs.runner import Processor, run_plan
 from camlens.jobs.summary import build_outputs
 
-__all__ = ["add_parser", "claim", "finish", "run", "run_job"]
+__all__ = ["add_parser", "claim", "finish", "run", "run_command", "run_job"]
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -43,6 +43,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     add_model_arguments(parser, default_method="hirescam,gradcam")
     add_job_arguments(parser)
     return parser
+
+
+def run_command(argv: list[str]) -> int:
+    """``camlens explain ARGV`` from Python (the demo runs it): parse, then :func:`run`;
+    errors propagate as exceptions instead of exit codes."""
+    parser = argparse.ArgumentParser(prog="camlens")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["explain", *argv]))
 
 
 def run(args: argparse.Namespace) -> int:

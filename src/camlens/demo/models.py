@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ __all__ = [
     "SHORTCUT_SIZE",
     "STD",
     "WEIGHT_FILES",
+    "demo_weights",
     "load_demo_model",
     "recorded_metrics",
     "segmenter",
@@ -71,6 +73,11 @@ _FACTORIES = {
 
 def _weights_folder() -> Any:
     return resources.files("camlens.demo") / "weights"
+
+
+def demo_weights(name: str) -> Path:
+    """The file of a shipped model's weights (for ``camlens explain --weights``)."""
+    return Path(str(_weights_folder() / WEIGHT_FILES[name]))
 
 
 def load_demo_model(name: str) -> nn.Module:

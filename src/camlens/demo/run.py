@@ -4,7 +4,9 @@
    every present class of every tile is explained with each method from one forward pass,
    target = the class logits summed over the predicted class mask, layer ``encoder.layer4``.
 2. The shortcut case: a classifier trained with a leaking corner marker vs a control.
-3. Everything goes into ``OUT/report.html`` with its PNGs in ``OUT/images``.
+3. The same tiles, saved as PNG files, through ``camlens explain`` — the command users run on
+   their folders, as a job (checked up front, streamed, resumable) — into ``OUT/job/``.
+4. Everything goes into ``OUT/report.html`` with its PNGs in ``OUT/images``.
 
 :func:`run_demo` runs the steps in that order; each step below adds its part of the report.
 The order of the steps is also the order of the report's sections and image files.
@@ -12,15 +14,26 @@ The order of the steps is also the order of the report's sections and image file
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from camlens.demo.models import SEGMENTER_SIZE, SHORTCUT_SIZE, load_demo_model, recorded_metrics
+from camlens.atomic import save_png, write_json
+from camlens.cli.explain import run_command
+from camlens.demo.models import (
+    SEGMENTER_SIZE,
+    SHORTCUT_SIZE,
+    demo_weights,
+    load_demo_model,
+    recorded_metrics,
+)
 from camlens.demo.shortcut import LAYER as SHORTCUT_LAYER
 from camlens.demo.shortcut import ShortcutFindings, audit_models, shortcut_findings
 from camlens.demo.synthetic import CLASS_COLOURS, CLASS_NAMES, make_dataset
@@ -70,7 +83,7 @@ def run_demo(
     methods = methods or ["gradcam", "hirescam"]
     if tiles < 1:
         raise ValueError("`tiles` must be at least 1")
-    steps = tqdm(total=4, desc="camlens demo", unit="step", disable=not progress)
+    steps = tqdm(total=5, desc="camlens demo", unit="step", disable=not progress)
     models = _load_models()
     steps.update(1)
     report = Report(
@@ -84,6 +97,8 @@ def run_demo(
     steps.update(1)
     _add_tiles(report, images, labels, result)
     steps.update(1)
+    _add_job(report, Path(out), images, methods)
+    steps.update(1)
     _add_shortcut_check(report, models, methods, seed, shortcut_patches)
     steps.update(1)
     page = report.write()
@@ -94,6 +109,37 @@ def run_demo(
 # ------------------------------------------------------------------------------------------
 # Segmentation of the skin tiles
 # ------------------------------------------------------------------------------------------
+
+
+def _add_job(report: Report, out: Path, images: np.ndarray, methods: list[str]) -> None:
+    """Save the tiles as PNG files and explain them with ``camlens explain`` into
+    ``out/job`` (its own report, summary, raw maps and manifest); a section shows the
+    command and where the outputs are."""
+    tiles = out / "tiles"
+    tiles.mkdir(parents=True, exist_ok=True)
+    for number, image in enumerate(images, start=1):
+        pixels = (np.asarray(image) * 255).round().astype(np.uint8)
+        save_png(tiles / f"tile_{number}.png", Image.fromarray(pixels))
+    labels = out / "labels.json"
+    write_json(labels, list(CLASS_NAMES))
+    argv = [
+        str(tiles), "--model", "camlens.demo.models:segmenter", "--weights",
+        str(demo_weights("segmenter")), "--layer", SEGMENTER_LAYER, "--method",
+        ",".join(methods), "--labels", str(labels), "--out", str(out / "job"), "--overwrite",
+        "--quiet",
+    ]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = run_command(argv)
+    section = report.section("The same tiles as a job: camlens explain")
+    section.paragraph(
+        "What you run on your own folder: the tiles above, saved as PNG files, explained by "
+        "`camlens explain` — every option checked before the first image is decoded, images "
+        "read ahead in background threads, one bad image skipped with its reason, every file "
+        "written atomically, one manifest line per finished image (so --resume continues an "
+        "interrupted run and --shard i/N splits a folder between processes). Its own report "
+        f"is job/report.html (exit status {status})."
+    )
+    section.preformatted("camlens explain " + " ".join(argv))
 
 
 def _load_models() -> _DemoModels:
