@@ -238,3 +238,68 @@ def test_undeclared_layout_names_the_fix(caplog: pytest.LogCaptureFixture) -> No
     assert_close(result.layer_maps[0], explicit.layer_maps[0])
     with pytest.raises(InputShapeError, match="needs at least"):
         camlens.explain(model, x, "gradcam", layers="norm", grid=(20, 24))
+
+
+class _SwinConfig:
+    model_type = "swin"
+    patch_size = 4
+    depths = (1, 1)
+    window_size = 7
+
+
+class _PatchMerge(nn.Module):
+    """Tokens (B, h·w, C) on a (h, w) grid → (B, ⌈h/2⌉·⌈w/2⌉, C): 2 × 2 means, as Swin's
+    patch merging halves the grid (padding odd sides)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grid: tuple[int, int] = (0, 0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        height, width = self.grid
+        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+        merged = nn.functional.avg_pool2d(grid, 2, ceil_mode=True)
+        return merged.flatten(2).transpose(1, 2)
+
+
+class _HuggingFaceSwin(nn.Module):
+    """A two-stage Swin-like stand-in with Hugging Face's config: no class token, tokens
+    (B, L, C) whose grid halves at the second stage; a mean-pool + linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = _SwinConfig()
+        self.embed = nn.Conv2d(3, 8, kernel_size=4, stride=4)
+        self.stage0 = nn.Linear(8, 8)
+        self.merge = _PatchMerge()
+        self.stage1 = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.embed(x)
+        self.merge.grid = tuple(grid.shape[-2:])
+        tokens = torch.relu(self.stage0(grid.flatten(2).transpose(1, 2)))
+        tokens = torch.relu(self.stage1(self.merge(tokens)))
+        return self.head(tokens.mean(1))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (32, 56), (36, 44)])
+def test_hugging_face_swin_stages_are_read_from_the_token_count(size: tuple[int, int]) -> None:
+    """Swin has no class token and each stage halves the grid: a layer's token count tells
+    its stage, on square and non-square inputs (odd stage grids are rounded up, as patch
+    merging pads). HiResCAM at the last stage, before a mean-pool + linear head, sums to
+    logit − bias."""
+    torch.manual_seed(0)
+    model = _HuggingFaceSwin().double().eval()
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    layout = token_layout(model, size)
+    assert layout is not None and layout.hierarchical and layout.prefix_tokens == 0
+    first = camlens.explain(model, x, "hirescam", "stage0", targets=[1, 2])
+    second = camlens.explain(model, x, "hirescam", "stage1", targets=[1, 2])
+    height, width = -(-size[0] // 4), -(-size[1] // 4)
+    assert first.layer_maps[0].shape[-2:] == (height, width)
+    assert second.layer_maps[0].shape[-2:] == (-(-height // 2), -(-width // 2))
+    assert second.maps.shape[-2:] == size
+    logits = model(x)
+    expected = logits[[0, 1], [1, 2]] - model.head.bias[[1, 2]]
+    torch.testing.assert_close(second.layer_maps[0].flatten(1).sum(1), expected)

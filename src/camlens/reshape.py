@@ -78,7 +78,11 @@ def tokens_to_grid(
 
 def _layout_tokens(output: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
     """Tokens by the model's layout; the square guess when this layer does not fit it."""
-    if layout.fits(output.shape[1]):
+    if layout.hierarchical:
+        grid = layout.grid_for(output.shape[1])
+        if grid is not None:
+            return tokens_to_grid(output, grid)
+    elif layout.fits(output.shape[1]):
         return tokens_to_grid(output, layout.grid)
     if layout.prefix_tokens is None:  # the user's grid=: no guessing behind their back
         raise InputShapeError(

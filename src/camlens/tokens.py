@@ -48,15 +48,32 @@ class TokenLayout:
     grid: tuple[int, int]
     prefix_tokens: int | None = None
     source: str = "grid="
+    #: a hierarchical transformer (Swin): no prefix tokens, and each stage halves the grid,
+    #: so a layer's token count tells its stage (:meth:`grid_for`)
+    hierarchical: bool = False
 
     @property
     def patches(self) -> int:
         """``h·w``, the number of patch tokens."""
         return self.grid[0] * self.grid[1]
 
+    def grid_for(self, count: int) -> tuple[int, int] | None:
+        """The grid of a layer with ``count`` tokens: the patch grid, or for a hierarchical
+        layout the grid of the stage whose ``⌈h/2ˢ⌉·⌈w/2ˢ⌉`` is ``count``."""
+        if not self.hierarchical:
+            return self.grid if self.fits(count) else None
+        height, width = self.grid
+        for stage in range(8):
+            grid = (-(-height // 2**stage), -(-width // 2**stage))
+            if grid[0] * grid[1] == count:
+                return grid
+        return None
+
     def fits(self, count: int) -> bool:
         """Whether ``count`` tokens follow this layout: ``prefix + h·w`` tokens, or only the
         ``h·w`` patches (a layer before the prefix tokens are added or after they are dropped)."""
+        if self.hierarchical:
+            return self.grid_for(count) is not None
         if self.prefix_tokens is None:
             return count >= self.patches
         return count in (self.prefix_tokens + self.patches, self.patches)
@@ -113,11 +130,20 @@ def _timm(module: nn.Module, size: tuple[int, int]) -> TokenLayout | None:
     return TokenLayout(grid, prefix, "timm attributes")
 
 
+#: Hugging Face model types of hierarchical (Swin-like) vision transformers.
+_HIERARCHICAL = frozenset({"swin", "swinv2", "donut-swin", "maskformer-swin"})
+
+
 def _huggingface(module: nn.Module, size: tuple[int, int]) -> TokenLayout | None:
     config = getattr(module, "config", None)
     patch = _pair(getattr(config, "patch_size", None))
     if patch is None:
         return None
+    if getattr(config, "model_type", None) in _HIERARCHICAL:
+        # no class token; stage s has the patch grid halved s times (patch merging pads odd
+        # sides, hence the rounding up)
+        grid = _divide(size, patch, ceil=True)
+        return TokenLayout(grid, 0, "Hugging Face Swin config", hierarchical=True)
     registers = getattr(config, "num_register_tokens", 0)
     prefix = 1 + (registers if isinstance(registers, int) else 0)
     if any(hasattr(m, "distillation_token") for m in module.modules()):
