@@ -120,3 +120,59 @@ def default_reshape(
 def channels_last(features: torch.Tensor) -> torch.Tensor:
     """``[B, *grid, C]`` (Swin-style, channels last) → ``[B, C, *grid]``."""
     return features.movedim(-1, 1)
+
+
+# pytorch-grad-cam's reshape transforms (``pytorch_grad_cam.utils.reshape_transforms``, 1.5.x),
+# under their names and signatures, with the same outputs, in terms of the functions above.
+
+__all__ += ["fasterrcnn_reshape_transform", "swinT_reshape_transform", "vit_reshape_transform"]
+
+
+def vit_reshape_transform(tensor: torch.Tensor, height: int = 14, width: int = 14) -> torch.Tensor:
+    """ViT tokens ``[B, 1 + height·width, C]`` → ``[B, C, height, width]``: the first token
+    (the class token) is dropped and the patches are laid out row by row, as
+    pytorch-grad-cam's ``vit_reshape_transform`` does. Any other token count is an
+    :class:`InputShapeError` (there, a reshape error); for register tokens or non-square
+    grids use :func:`tokens_to_grid` or let camlens read the model's layout."""
+    if tensor.dim() != 3 or tensor.shape[1] != 1 + height * width:
+        raise InputShapeError(
+            f"vit_reshape_transform(height={height}, width={width}) expects [B, "
+            f"{1 + height * width}, C] (a class token and {height}×{width} patches); got "
+            f"{tuple(tensor.shape)}. Pass the grid of your model (input size / patch size)."
+        )
+    return tokens_to_grid(tensor, (height, width))
+
+
+def swinT_reshape_transform(tensor: torch.Tensor, height: int = 7, width: int = 7) -> torch.Tensor:
+    """Swin tokens ``[B, height·width, C]`` → ``[B, C, height, width]``, as pytorch-grad-cam's
+    ``swinT_reshape_transform`` does. Beyond it, a channels-last ``[B, height, width, C]``
+    feature map (newer timm Swin stages) is accepted and moved to channels first."""
+    if tensor.dim() == 4 and tuple(tensor.shape[1:3]) == (height, width):
+        return channels_last(tensor)
+    if tensor.dim() != 3 or tensor.shape[1] != height * width:
+        raise InputShapeError(
+            f"swinT_reshape_transform(height={height}, width={width}) expects [B, "
+            f"{height * width}, C] or [B, {height}, {width}, C]; got {tuple(tensor.shape)}. "
+            "Pass the grid of the stage you explain."
+        )
+    return tokens_to_grid(tensor, (height, width))
+
+
+def fasterrcnn_reshape_transform(x: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A Faster R-CNN FPN's feature maps (``{"0": ..., "pool": ...}``) → one ``[B, ΣC, h, w]``
+    map: the absolute value of each level, resized bilinearly (``align_corners=False``) to
+    the size of the ``"pool"`` level and concatenated along the channels in the dict's
+    order, as pytorch-grad-cam's ``fasterrcnn_reshape_transform`` does. Without a ``"pool"``
+    level (it needs one) the last level's size is used: torchvision's FPN puts its coarsest
+    level, ``"pool"``, last."""
+    if not isinstance(x, dict) or not x:
+        raise InputShapeError(
+            "fasterrcnn_reshape_transform expects a non-empty dict of [B, C, h, w] feature "
+            f"maps (a torchvision FPN's output); got {type(x).__name__}"
+        )
+    size = (x["pool"] if "pool" in x else list(x.values())[-1]).shape[-2:]
+    levels = [
+        nn.functional.interpolate(value.abs(), size=size, mode="bilinear", align_corners=False)
+        for value in x.values()
+    ]
+    return torch.cat(levels, dim=1)

@@ -20,11 +20,15 @@ from camlens.errors import InputShapeError, TargetError
 
 __all__ = [
     "BinaryClassifierOutputTarget",
+    "ClassifierOutputReST",
     "ClassifierOutputSoftmaxTarget",
     "ClassifierOutputTarget",
     "EmbeddingSimilarityTarget",
+    "FinerWeightedTarget",
+    "RawScoresOutputTarget",
     "SemanticSegmentationTarget",
     "SimilarityToConceptTarget",
+    "SoftmaxOutputTarget",
     "class_label",
     "target_score",
 ]
@@ -94,6 +98,106 @@ class BinaryClassifierOutputTarget(ClassifierOutputTarget):
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         sign = 1.0 if self.category == 1 else -1.0
         return model_output.sum() * sign if model_output.numel() == 1 else model_output * sign
+
+
+class ClassifierOutputReST(ClassifierOutputTarget):
+    """ReST, the Residual Softmax Target-class score of ShapleyCAM (Cai, "CAMs as Shapley
+    value-based explainers", arXiv:2501.06261): the logit of ``category`` plus its log-softmax,
+
+    ``output[c] - cross_entropy(output, c) = output[c] + log_softmax(output)[c]
+    = 2·output[c] - logsumexp(output)``,
+
+    so it rewards the class's own evidence (pre-softmax) and its margin over the other classes
+    (post-softmax) together. Same numbers as pytorch-grad-cam's ``ClassifierOutputReST``; one
+    image's ``[K]`` output gives a scalar, a ``[B, K]`` batch gives ``[B]``, as there.
+    """
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        axis = 1 if model_output.dim() == 2 else 0
+        logit = _class_scores(model_output, self.category, type(self).__name__, axis)
+        return 2 * logit - torch.logsumexp(model_output, dim=axis)
+
+
+class SoftmaxOutputTarget:
+    """The softmax over the last axis of the output: ``softmax(output, dim=-1)``, a ``[K]``
+    vector per image (pytorch-grad-cam's ``SoftmaxOutputTarget``, same numbers).
+
+    Not a scalar, so not an explanation target: camlens's explainers reject it with a
+    :class:`~camlens.errors.TargetError` (in pytorch-grad-cam it fails at ``backward``). It
+    scores whole probability vectors for metrics and for your own code; to explain one
+    class's probability use :class:`ClassifierOutputSoftmaxTarget`.
+    """
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        if model_output.dim() == 0:
+            raise TargetError(f"{type(self).__name__} needs per-class scores, got a scalar")
+        return torch.softmax(model_output, dim=-1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class RawScoresOutputTarget:
+    """The model output itself, unchanged (pytorch-grad-cam's ``RawScoresOutputTarget``).
+
+    A scalar only when the model gives one number per image (a regressor, a single-logit
+    classifier); otherwise, like :class:`SoftmaxOutputTarget`, a score vector that the
+    explainers reject with a :class:`~camlens.errors.TargetError`.
+    """
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return model_output
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class FinerWeightedTarget:
+    """Finer-CAM's target (Zhang et al., "Finer-CAM: Spotting the Difference Reveals
+    Finer Details for Visual Explanation", CVPR 2025): the main class's logit against
+    similar classes, each weighted by its softmax probability,
+
+    ``Σ_i p_i · (y_main - alpha · y_i) / (Σ_i p_i + 1e-9)``, ``p = softmax(y)``, ``i`` over
+    ``comparison_categories``
+
+    (``alpha = 0`` is the plain main logit, ``alpha = 1`` the probability-weighted logit
+    difference). Classes are on the last axis, as in pytorch-grad-cam's class of the same
+    name and signature, with the same numbers: one image's ``[K]`` output gives a scalar.
+    Unlike pytorch-grad-cam (whose empty sum gives a Python ``0.0`` that cannot be
+    back-propagated), an empty ``comparison_categories`` is refused when the target is made.
+    """
+
+    def __init__(
+        self, main_category: int, comparison_categories: Sequence[int], alpha: float
+    ) -> None:
+        self.main_category = int(main_category)
+        self.comparison_categories = [int(c) for c in comparison_categories]
+        if not self.comparison_categories:
+            raise ValueError(
+                "FinerWeightedTarget needs at least one comparison category to weigh the "
+                "main class against; use ClassifierOutputTarget for the main logit alone."
+            )
+        self.alpha = float(alpha)
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        main = _class_scores(model_output, self.main_category, name, axis=-1)
+        for category in self.comparison_categories:
+            _class_scores(model_output, category, f"{name}'s comparison_categories", axis=-1)
+        classes = model_output.shape[-1]
+        index = torch.tensor(
+            [c % classes for c in self.comparison_categories], device=model_output.device
+        )
+        others = model_output.index_select(-1, index)
+        weights = torch.softmax(model_output, dim=-1).index_select(-1, index)
+        numerator = (weights * (main.unsqueeze(-1) - self.alpha * others)).sum(-1)
+        return numerator / (weights.sum(-1) + 1e-9)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.main_category}, {self.comparison_categories}, "
+            f"alpha={self.alpha})"
+        )
 
 
 def _as_mask(mask: Any) -> torch.Tensor:

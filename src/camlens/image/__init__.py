@@ -59,6 +59,12 @@ from camlens.image.colormaps import (
     signed_heatmap,
 )
 from camlens.image.colormaps import ColormapLike as ColormapLike
+from camlens.image.familiar import (
+    create_labels_legend,
+    deprocess_image,
+    scale_cam_image,
+    show_factorization_on_image,
+)
 from camlens.image.grid import make_grid
 from camlens.image.io import PathLike as PathLike
 from camlens.image.io import load_image, save_image
@@ -94,6 +100,8 @@ __all__ = [
     "SIGNED_POSITIVE_RGB",
     "apply_colormap",
     "colormap_lut",
+    "create_labels_legend",
+    "deprocess_image",
     "label_palette",
     "load_image",
     "make_grid",
@@ -101,7 +109,9 @@ __all__ = [
     "overlay",
     "preprocess_image",
     "save_image",
+    "scale_cam_image",
     "scale_to_unit",
     "show_cam_on_image",
+    "show_factorization_on_image",
     "signed_heatmap",
 ]
