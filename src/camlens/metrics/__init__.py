@@ -24,6 +24,15 @@ from camlens.metrics.faithfulness import (
 )
 from camlens.metrics.imputation import noisy_linear_imputation
 from camlens.metrics.localisation import dilate, pointing_game, positive_mass_in_mask
+from camlens.metrics.quality import (
+    complexity,
+    faithfulness_correlation,
+    max_sensitivity,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    sparseness,
+    top_k_intersection,
+)
 from camlens.metrics.regions import (
     energy_by_region,
     segmentation_energy_by_region,
@@ -45,18 +54,25 @@ __all__ = [
     "RoadResult",
     "audit_dataset",
     "cascading_randomisation",
+    "complexity",
     "confidence_change",
     "deletion",
     "dilate",
     "energy_by_region",
+    "faithfulness_correlation",
     "insertion",
+    "max_sensitivity",
     "noisy_linear_imputation",
     "parameterised_modules",
     "pointing_game",
     "positive_mass_in_mask",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
     "road",
     "segmentation_energy_by_region",
     "segmentation_pointing_game",
+    "sparseness",
     "spearman_correlation",
     "ssim",
+    "top_k_intersection",
 ]
