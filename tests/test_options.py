@@ -201,3 +201,13 @@ def test_use_cuda_warning_points_at_the_callers_line(name: str) -> None:
     with pytest.warns(FutureWarning, match="use_cuda") as caught:
         getattr(camlens, name)(model, ["layer4"], use_cuda=True)
     assert caught[0].filename == __file__
+
+
+def test_random_cam_familiar_class_is_seeded() -> None:
+    torch.manual_seed(0)
+    model = tiny_resnet(num_classes=3).eval()
+    x = torch.randn(1, 3, 128, 128)  # a 4 × 4 grid at layer4
+    first = camlens.RandomCAM(model, ["layer4"])(x, [1])
+    assert first.max() > 0.99 and first.min() == 0
+    assert np.array_equal(first, camlens.RandomCAM(model, ["layer4"])(x, [2]))  # seed 0
+    assert not np.array_equal(first, camlens.RandomCAM(model, ["layer4"], seed=5)(x, [1]))

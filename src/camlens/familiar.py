@@ -35,6 +35,7 @@ __all__ = [
     "GradCAMPlusPlus",
     "HiResCAM",
     "LayerCAM",
+    "RandomCAM",
     "ScoreCAM",
     "SegXResCAM",
     "XGradCAM",
@@ -351,3 +352,25 @@ class FullGrad(BaseCAM):
     """
 
     method_name = "fullgrad"
+
+
+class RandomCAM(BaseCAM):
+    """RandomCAM: random channel weights ``U(-1, 1)`` × activations — a baseline that
+    explains nothing, for sanity checks and metrics. ``seed`` (default 0) makes the weights
+    reproducible and the same for every image; ``None`` draws fresh ones from torch's global
+    generator. See :mod:`camlens.methods.baseline`."""
+
+    method_name = "randomcam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(
+            model, target_layers, reshape_transform, use_cuda, method_options={"seed": seed}
+        )
