@@ -337,3 +337,16 @@ def test_evaluate_is_a_job_too_and_its_csv_is_safe(workspace: Path, capsys) -> N
     merged = json.loads((workspace / "sharded" / "metrics.json").read_text())
     key = lambda row: (row["file"], row["class_id"])  # noqa: E731
     assert sorted(merged["rows"], key=key) == sorted(metrics["rows"], key=key)
+
+
+def test_a_symlink_loop_in_the_folder_is_skipped(workspace: Path, capsys) -> None:
+    """Before: a symlink loop in the input folder ended in a traceback."""
+    images = workspace / "imgs"
+    (images / "loop_a.png").symlink_to("loop_b.png")
+    (images / "loop_b.png").symlink_to("loop_a.png")
+    (images / "gone.png").symlink_to("nowhere.png")
+    assert main(_explain("--out", "out")) == 1
+    err = capsys.readouterr().err
+    assert "loop_a.png: symlink loop" in err and "gone.png" in err and "Traceback" not in err
+    summary = json.loads((workspace / "out" / "summary.json").read_text())
+    assert len(summary["images"]) == 5

@@ -3,6 +3,7 @@ natural order (``tile_2`` before ``tile_10``)."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import re
 from collections.abc import Iterable
@@ -47,7 +48,17 @@ def collect_images(arguments: Iterable[str]) -> tuple[list[Path], list[tuple[str
             matches = []
             problems.append((argument, "no such file or folder"))
         for match in sorted(matches, key=natural_key):
-            resolved = match.resolve()
+            try:
+                resolved = match.resolve(strict=True)
+            except (OSError, RuntimeError) as error:  # a broken link, a symlink loop
+                reason = (
+                    "symlink loop"
+                    if isinstance(error, RuntimeError)
+                    or (getattr(error, "errno", None) == errno.ELOOP)
+                    else f"cannot be opened ({error.strerror or error})"
+                )
+                problems.append((str(match), reason))
+                continue
             if resolved not in seen:
                 seen.add(resolved)
                 found.append(match)
