@@ -254,6 +254,56 @@ def test_fullgrad_by_hand() -> None:
     assert_close(result.layer_maps[0], torch.stack([image0, image1]), **EXACT)
 
 
+def test_fem_by_hand() -> None:
+    """FEM (Fuad et al. 2020, as pytorch-grad-cam 1.5.7): w_c = fraction of cells above
+    mean_c + k·std_c (population std, strict >), map = Σ_c w_c A_c. Channel 0 is five 0s and
+    one 6: mean 1, std √5, so only the 6 passes for k = 2 and k = 1 (threshold 1 + k√5).
+    Channel 1 is 1…6: mean 3.5, std √(35/12) ≈ 1.708: no cell above 3.5 + 2·1.708 (weight 0),
+    one (the 6) above 3.5 + 1.708, two (5 and 6) above 3.5 + 0.5·1.708."""
+    ch0 = [[0.0, 0.0, 0.0], [0.0, 0.0, 6.0]]
+    ch1 = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    model = WeightedSum(tensor([[G0, G1]]), tensor([BIAS]))
+    x = tensor([[ch0, ch1]])
+    assert_close(_raw(model, x, "fem"), tensor([ch0]) / 6, **EXACT)  # the default k = 2
+    assert_close(_raw(model, x, "fem", k=2.0), tensor([ch0]) / 6, **EXACT)
+    assert_close(_raw(model, x, "fem", k=1.0), (tensor([ch0]) + tensor([ch1])) / 6, **EXACT)
+    assert_close(_raw(model, x, "fem", k=0.5), tensor([ch0]) / 6 + tensor([ch1]) / 3, **EXACT)
+    # gradient-free and target-agnostic: the sign of the head does not matter
+    flipped = WeightedSum(-tensor([[G0, G1]]), tensor([BIAS]))
+    assert_close(_raw(flipped, x, "fem"), tensor([ch0]) / 6, **EXACT)
+
+
+def test_shapleycam_quadratic_heads_by_hand() -> None:
+    """ShapleyCAM (Cai 2025): w_c = mean(g − ½ H·A)_c, map = Σ_c w_c A_c, on heads whose
+    Hessian is known. (1) y = ½ Σ P ⊙ A²: g = P⊙A, H·A = P⊙A, so w = ½ mean(P⊙A) — half
+    of Grad-CAM. (2) y = (Σ U⊙A)(Σ V⊙A): g = U·(V·A) + V·(U·A) and H = UVᵀ + VUᵀ, so again
+    H·A = g and ShapleyCAM is half of Grad-CAM, with an off-diagonal Hessian."""
+    model = Quadratic(tensor([G0, G1]))
+    x = tensor([[A0, A1]])
+    w0 = 0.5 * (1 - 4 + 0 - 2 + 3 + 1) / 6  # ½ mean(G0 ⊙ A0)
+    w1 = 0.5 * (-2 + 1 + 3 + 0 - 2 + 3) / 6
+    expected = w0 * tensor([A0]) + w1 * tensor([A1])
+    assert_close(_raw(model, x, "shapleycam"), expected, **EXACT)
+    assert_close(_raw(model, x, "gradcam"), 2 * expected, **EXACT)
+
+    class Product(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Identity()
+
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            a = self.features(a)
+            u, v = tensor([G0, G1]), tensor([A1, A0])
+            return ((u * a).flatten(1).sum(1) * (v * a).flatten(1).sum(1))[:, None]
+
+    # U·A = Σ G⊙A = 2, V·A = Σ A1⊙A0 + Σ A0⊙A1 = 2·(2 - 2 + 0 + 0 + 3 + 1) = 8
+    # g = U·8 + V·2 = 8·G + 2·[A1, A0]; ShapleyCAM weight = ½ mean(g)
+    v0 = 0.5 * (8 * 3 + 2 * 4) / 6  # ΣG0 = 3, ΣA1 = 4
+    v1 = 0.5 * (8 * 2 + 2 * 6) / 6  # ΣG1 = 2, ΣA0 = 6
+    expected = v0 * tensor([A0]) + v1 * tensor([A1])
+    assert_close(_raw(Product(), x, "shapleycam"), expected, **EXACT)
+
+
 # -- a head whose gradient depends on the activations, against loops over the papers --------
 def _block_mean(grid: list[list[float]], size: int) -> list[list[float]]:
     rows, cols = len(grid), len(grid[0])
@@ -589,6 +639,13 @@ def _dense_expected(method: str, x, weight, bias, masks) -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
         weights = 2 * torch.rand(x.shape[1], dtype=DOUBLE, generator=generator) - 1
         return channel_weighted(weights.expand(x.shape[0], 3, -1))
+    if method == "fem":  # class-agnostic: w_c = fraction of cells above mean + 2·std (ddof 0)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True, correction=0)
+        fractions = (x > mean + 2 * std).to(DOUBLE).mean(dim=(2, 3))  # (B, C)
+        return channel_weighted(fractions[:, None].expand(-1, 3, -1))
+    if method == "shapleycam":  # a linear head: H = 0, so g − ½H·A = g: Grad-CAM
+        return channel_weighted(weight[None] * area / masks[0, 0].numel())
     raise AssertionError(f"no expected map for {method}")
 
 
