@@ -21,6 +21,7 @@ within 6e-7 when they were taken; the tests allow 1e-4.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -228,3 +229,16 @@ def test_fem_option_k_is_checked() -> None:
         camlens.explain(curved_cnn(), curved_input(), "fem", "features.2", options={"k": "two"})
     with pytest.raises(camlens.errors.OptionError):
         camlens.explain(curved_cnn(), curved_input(), "shapleycam", "features.2", options={"k": 1})
+
+
+def test_familiar_classes_fem_and_shapleycam() -> None:
+    """pytorch-grad-cam's class names: FEM(k=...) and ShapleyCAM; ShapleyCAM's picture is
+    Grad-CAM's on a ReLU network."""
+    torch.manual_seed(0)
+    model = tiny_resnet(num_classes=3).eval()
+    x = torch.randn(1, 3, 128, 128)
+    shapley = camlens.ShapleyCAM(model=model, target_layers=[model.layer4])(x, [1])
+    gradcam = camlens.GradCAM(model=model, target_layers=[model.layer4])(x, [1])
+    np.testing.assert_allclose(shapley, gradcam, atol=1e-5)
+    fem = camlens.FEM(model=model, target_layers=[model.layer4], k=1.0)
+    assert fem.options == {"k": 1.0} and fem(x, [1]).shape == (1, 128, 128)

@@ -20,6 +20,7 @@ from camlens.explainer import Explainer
 from camlens.explanation import Explanation
 from camlens.familiar import (
     CAM,
+    FEM,
     AblationCAM,
     BaseCAM,
     EigenCAM,
@@ -33,6 +34,7 @@ from camlens.familiar import (
     RandomCAM,
     ScoreCAM,
     SegXResCAM,
+    ShapleyCAM,
     XGradCAM,
 )
 from camlens.methods import available_methods
@@ -45,6 +47,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "CAM",
+    "FEM",
     "AblationCAM",
     "BaseCAM",
     "EigenCAM",
@@ -61,6 +64,7 @@ __all__ = [
     "ScoreCAM",
     "SegXResCAM",
     "SegmentationExplanation",
+    "ShapleyCAM",
     "XGradCAM",
     "__version__",
     "available_methods",

@@ -25,6 +25,7 @@ from camlens.reshape import ReshapeTransform
 
 __all__ = [
     "CAM",
+    "FEM",
     "AblationCAM",
     "BaseCAM",
     "EigenCAM",
@@ -38,6 +39,7 @@ __all__ = [
     "RandomCAM",
     "ScoreCAM",
     "SegXResCAM",
+    "ShapleyCAM",
     "XGradCAM",
 ]
 
@@ -374,3 +376,30 @@ class RandomCAM(BaseCAM):
         super().__init__(
             model, target_layers, reshape_transform, use_cuda, method_options={"seed": seed}
         )
+
+
+class FEM(BaseCAM):
+    """FEM (Fuad et al., IPTA 2020): channel weight = the share of the channel's cells above
+    its mean + ``k``·std, times the activations; gradient-free and class-agnostic. See
+    :mod:`camlens.methods.fem`."""
+
+    method_name = "fem"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        use_cuda: bool | None = None,
+        *,
+        k: float = 2.0,
+    ) -> None:
+        super().__init__(model, target_layers, reshape_transform, use_cuda, method_options={"k": k})
+
+
+class ShapleyCAM(BaseCAM):
+    """ShapleyCAM (Cai, 2025): channel weight = the grid mean of ``g − ½·H·A`` (gradient
+    minus half the Hessian-vector product with the activations); equals Grad-CAM on ReLU
+    networks. See :mod:`camlens.methods.shapley`."""
+
+    method_name = "shapleycam"
