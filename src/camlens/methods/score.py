@@ -20,12 +20,18 @@ The masked inputs are streamed in chunks sized to a memory budget (see
 masked inputs held at once. They do not depend on the target, so ``K`` targets of one image
 (every class of a segmentation) are scored from one set of masked forward passes.
 
+The loop is :func:`masked_score_maps`, which the Score-CAM variants
+(:mod:`camlens.methods.score_family`) share: they score ``copies`` perturbed copies of each
+channel's mask and average the scores over the copies before the softmax.
+
 Option ``top_k`` (off by default) masks only the ``top_k`` channels with the largest mean
 absolute activation: the softmax runs over those channels and the others get weight 0. It
 trades exactness for speed (``top_k`` instead of ``C`` forward passes per image).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +48,7 @@ from camlens.methods.perturbation import (
 from camlens.methods.registry import Method, Option, RunContext, register
 from camlens.postprocess import min_max
 
-__all__ = ["SCORECAM_EPSILON", "channel_masks", "scorecam"]
+__all__ = ["SCORECAM_EPSILON", "TOP_K", "Perturb", "channel_masks", "masked_score_maps", "scorecam"]
 
 #: Added to each channel's range in the min-max normalisation (pytorch-grad-cam's value), so
 #: a constant channel gives an all-zero mask instead of NaN.
@@ -60,8 +66,27 @@ def channel_masks(activations: torch.Tensor, size: tuple[int, ...]) -> torch.Ten
     return min_max(upsampled, SCORECAM_EPSILON)
 
 
-def scorecam(context: RunContext) -> list[torch.Tensor]:
-    """ScoreCAM maps ``(B, K, *grid)``, one per target layer (see the module docstring)."""
+#: ``(masks, copy) -> masks``: a method's perturbation of one chunk of channel masks
+#: ``(n, *size)``, item ``i`` being copy ``copy[i]`` of its channel's mask (the identity for
+#: ScoreCAM; SS-CAM adds noise, IS-CAM scales along a path).
+Perturb = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def masked_score_maps(
+    context: RunContext,
+    *,
+    description: str,
+    copies: int = 1,
+    perturb: Perturb | None = None,
+) -> list[torch.Tensor]:
+    """Maps ``(B, K, *grid)`` weighted by ``softmax_k`` of each channel's masked score, one
+    per target layer: the ScoreCAM loop, shared by its variants.
+
+    Each selected channel ``k`` (all, or the ``top_k`` strongest) gives ``copies`` masked
+    inputs ``X ⊙ perturb(H_k, i)``, ``i = 0 .. copies - 1``; their target scores are averaged
+    over the copies, then softmaxed over the channels. The (channel, copy) pairs are streamed
+    in chunks sized by :func:`~camlens.methods.perturbation.chunk_size`.
+    """
     options = context.options
     top_k = options["top_k"]
     inputs = context.inputs
@@ -82,9 +107,9 @@ def scorecam(context: RunContext) -> list[torch.Tensor]:
         perturbed = (inputs[0].numel() + inputs[0, 0].numel()) * inputs.element_size()
         item = WORKING_MEMORY_FACTOR * footprint.whole + perturbed
     chunk = chunk_size(options, item)
-    total = batch * sum(int(s.shape[1]) for s in selections)
+    total = batch * copies * sum(int(s.shape[1]) for s in selections)
     maps = []
-    with reruns(context, description="ScoreCAM", total=total) as run:
+    with reruns(context, description=description, total=total) as run:
         for activations, selected in zip(context.activations, selections, strict=True):
             weights = torch.zeros(
                 batch,
@@ -95,16 +120,39 @@ def scorecam(context: RunContext) -> list[torch.Tensor]:
             )
             for image in range(batch):
                 scores = []
-                for channels in selected[image].split(chunk):
+                pairs = torch.arange(selected.shape[1] * copies, device=selected.device)
+                for pair in pairs.split(chunk):
+                    channels = selected[image][pair // copies]  # pair = channel · copies + copy
                     with torch.inference_mode():
                         masks = channel_masks(activations[image, channels], size)
+                        if perturb is not None:
+                            masks = perturb(masks, pair % copies)
                         masked = inputs[image : image + 1] * masks.unsqueeze(1).to(inputs.dtype)
                     scores.append(run.scores(masked, image, len(channels)))
                     run.advance(len(channels))
-                softmax = torch.softmax(torch.cat(scores).to(weights.dtype), dim=0)  # (S, K)
+                values = torch.cat(scores).to(weights.dtype)  # (S · copies, K)
+                if copies > 1:
+                    values = values.reshape(-1, copies, values.shape[1]).mean(dim=1)
+                softmax = torch.softmax(values, dim=0)  # (S, K)
                 weights[image][:, selected[image]] = softmax.T
             maps.append(weighted_maps(weights, activations, context.eigen_smooth))
     return maps
+
+
+def scorecam(context: RunContext) -> list[torch.Tensor]:
+    """ScoreCAM maps ``(B, K, *grid)``, one per target layer (see the module docstring)."""
+    return masked_score_maps(context, description="ScoreCAM")
+
+
+#: ScoreCAM's ``top_k``, which its variants declare as well.
+TOP_K = Option(
+    name="top_k",
+    kind=int,
+    default=None,
+    nullable=True,
+    minimum=1,
+    help="mask only the top_k strongest channels (faster, not exact); None: all",
+)
 
 
 register(
@@ -113,14 +161,7 @@ register(
         runner=scorecam,
         options=(
             *RERUN_OPTIONS,
-            Option(
-                name="top_k",
-                kind=int,
-                default=None,
-                nullable=True,
-                minimum=1,
-                help="mask only the top_k strongest channels (faster, not exact); None: all",
-            ),
+            TOP_K,
         ),
         needs_gradients=False,
         label="Score-CAM",
