@@ -22,6 +22,17 @@ from camlens.metrics.faithfulness import (
     insertion,
     road,
 )
+from camlens.metrics.familiar import (
+    ARCC,
+    CamMultImageConfidenceChange,
+    DropInConfidence,
+    IncreaseInConfidence,
+    ROADCombined,
+    ROADLeastRelevantFirst,
+    ROADLeastRelevantFirstAverage,
+    ROADMostRelevantFirst,
+    ROADMostRelevantFirstAverage,
+)
 from camlens.metrics.imputation import noisy_linear_imputation
 from camlens.metrics.localisation import dilate, pointing_game, positive_mass_in_mask
 from camlens.metrics.quality import (
@@ -46,10 +57,19 @@ from camlens.metrics.sanity import (
 from camlens.metrics.similarity import spearman_correlation, ssim
 
 __all__ = [
+    "ARCC",
+    "CamMultImageConfidenceChange",
     "ClassAudit",
     "ConfidenceChange",
     "DatasetAudit",
+    "DropInConfidence",
+    "IncreaseInConfidence",
     "PerturbationCurve",
+    "ROADCombined",
+    "ROADLeastRelevantFirst",
+    "ROADLeastRelevantFirstAverage",
+    "ROADMostRelevantFirst",
+    "ROADMostRelevantFirstAverage",
     "RandomisationResult",
     "RoadResult",
     "audit_dataset",
