@@ -26,6 +26,7 @@ __all__ = [
     "layer_gradients",
     "layer_map",
     "model_device",
+    "model_dtype",
     "prepare_input",
     "run_method",
     "to_grid",
@@ -49,6 +50,11 @@ def model_device(model: nn.Module) -> torch.device | None:
     for tensor in model.buffers():
         return tensor.device
     return None
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter (float32 if it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def prepare_input(input_tensor: torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 
 from camlens.atomic import write_json
 from camlens.cli.explain import claim, run_job
-from camlens.cli.job import Arguments, Prepared, check_arguments, prepare
+from camlens.cli.job import Arguments, Prepared, check_arguments, prepare, shared_settings
 from camlens.cli.options import (
     HelpFormatter,
     UsageError,
@@ -82,22 +82,10 @@ def run(args: argparse.Namespace) -> int:
         if ready.task == "cls" and ready.classes is not None and len(ready.classes) > 1:
             raise UsageError("evaluate scores one target per image: give one --class (or top)")
         settings = EvaluateSettings(
-            model=args.model,
-            weights=str(args.weights) if args.weights else None,
-            layers=list(args.layer),
-            methods=checked.methods,
-            options=checked.options,
-            task=ready.task,
-            classes=ready.classes,
-            class_names=ready.labels,
-            mean=tuple(args.mean),
-            std=tuple(args.std),
-            size=ready.size,
+            **shared_settings(args, checked, ready),
             steps=args.steps,
             near=args.near,
             sanity=args.sanity,
-            batch_size=args.batch_size,
-            shards=checked.shard.count,
         )
         identity = settings.identity() | {"inputs": ready.plan.total_items}
         process = EvaluateBatch(ready.model, settings, checked.device)

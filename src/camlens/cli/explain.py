@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from camlens.cli.job import Prepared, check_arguments, prepare
+from camlens.cli.job import Prepared, check_arguments, prepare, shared_settings
 from camlens.cli.options import HelpFormatter, add_job_arguments, add_model_arguments
 from camlens.jobs.explain import ExplainBatch, ExplainSettings
 from camlens.jobs.folder import RunFolder, Totals
@@ -61,21 +61,7 @@ def run(args: argparse.Namespace) -> int:
     ready = prepare(args, checked)
     with folder:
         settings = ExplainSettings(
-            model=args.model,
-            weights=str(args.weights) if args.weights else None,
-            layers=list(args.layer),
-            methods=checked.methods,
-            options=checked.options,
-            task=ready.task,
-            classes=ready.classes,
-            class_names=ready.labels,
-            mean=tuple(args.mean),
-            std=tuple(args.std),
-            size=ready.size,
-            pad=checked.pad,
-            multiple=ready.multiple,
-            batch_size=args.batch_size,
-            shards=checked.shard.count,
+            **shared_settings(args, checked, ready), pad=checked.pad, multiple=ready.multiple
         )
         identity = settings.identity() | {"inputs": ready.plan.total_items}
         process = ExplainBatch(ready.model, settings, args.out, checked.device)

@@ -33,9 +33,9 @@ from camlens.jobs.reader import probe_size
 from camlens.layers import resolve_layers
 from camlens.loading import load_labels, load_model, load_weights
 from camlens.outputs import as_score_tensor, is_dense
-from camlens.steps import model_device
+from camlens.steps import model_device, model_dtype
 
-__all__ = ["Arguments", "Prepared", "check_arguments", "prepare"]
+__all__ = ["Arguments", "Prepared", "check_arguments", "prepare", "shared_settings"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,26 @@ def check_arguments(args: argparse.Namespace) -> Arguments:
     return Arguments(methods, options, device, shard, pad)
 
 
+def shared_settings(args: argparse.Namespace, checked: Arguments, ready: Prepared) -> dict:
+    """The fields of :class:`camlens.jobs.settings.JobSettings`, from the checked arguments
+    and the prepared run; each command adds its own."""
+    return {
+        "model": args.model,
+        "weights": str(args.weights) if args.weights else None,
+        "layers": list(args.layer),
+        "methods": checked.methods,
+        "options": checked.options,
+        "task": ready.task,
+        "classes": ready.classes,
+        "class_names": ready.labels,
+        "mean": tuple(args.mean),
+        "std": tuple(args.std),
+        "size": ready.size,
+        "batch_size": args.batch_size,
+        "shards": checked.shard.count,
+    }
+
+
 def prepare(args: argparse.Namespace, checked: Arguments) -> Prepared:
     """Model, weights, labels, layers, the plan of this shard, task and classes."""
     model = load_model(args.model)
@@ -115,7 +135,7 @@ def _probe_model(
     sizes = plan.sizes
     if not sizes:  # nothing readable at all: nothing to check against
         return ("seg" if requested == "seg" else "cls"), 0
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = model_dtype(model)
     common = sorted(sizes, key=lambda size: -sizes[size])[:3]
     # An image the model cannot take is skipped later with its reason; here the sizes only
     # serve to learn the task and the classes.

@@ -12,13 +12,12 @@ for ``camlens report OUT``.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,13 +30,14 @@ from camlens.evaluation import (
     Evaluation,
     evaluate,
 )
-from camlens.image import preprocess_image
 from camlens.jobs.folder import Totals
 from camlens.jobs.names import safe_csv_cell
 from camlens.jobs.plan import Item
+from camlens.jobs.settings import JobSettings, batch_inputs
 from camlens.jobs.summary import partial_notice, skipped_section, split_entries
 from camlens.report import Report
 from camlens.report.content import add_metrics_section
+from camlens.steps import model_dtype
 from camlens.targets import ClassifierOutputTarget
 
 __all__ = ["SANITY_FILE", "EvaluateBatch", "EvaluateSettings", "build_outputs", "metric_columns"]
@@ -52,39 +52,15 @@ _SANITY_TEXT = (
 )
 
 
-@dataclass(frozen=True)
-class EvaluateSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings(JobSettings):
     """What decides the outputs of an evaluate run (recorded in ``run.json``)."""
 
-    model: str
-    weights: str | None
-    layers: list[str]
-    methods: list[str]
-    options: dict[str, dict[str, Any]]
-    task: str
-    classes: Any
-    class_names: list[str] | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    size: tuple[int, int] | None
+    command: ClassVar[str] = "evaluate"
+
     steps: int
     near: int
     sanity: bool
-    batch_size: int
-    shards: int
-
-    def identity(self) -> dict[str, Any]:
-        """``run.json``'s content for this run."""
-        settings = dataclasses.asdict(self)
-        settings["options"] = {
-            method: {name: repr(value) for name, value in options.items()}
-            for method, options in self.options.items()
-        }
-        return {"command": "evaluate", "settings": settings}
-
-    @property
-    def layer_spec(self) -> str | list[str]:
-        return self.layers[0] if len(self.layers) == 1 else list(self.layers)
 
 
 def metric_columns(task: str) -> list[str]:
@@ -99,15 +75,11 @@ class EvaluateBatch:
         self.model = model
         self.settings = settings
         self.device = device
-        self.dtype = next(
-            (p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32
-        )
+        self.dtype = model_dtype(model)
 
     def inputs(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """The images normalised, as one batch on the model's device and dtype."""
-        settings = self.settings
-        batch = torch.cat([preprocess_image(i, settings.mean, settings.std) for i in images])
-        return batch.to(self.device, self.dtype)
+        return batch_inputs(images, self.settings, self.device, self.dtype)
 
     def __call__(self, items: Sequence[Item], images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         settings = self.settings

@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,48 +30,26 @@ from torch import nn
 from camlens.atomic import save_npz
 from camlens.explainer import Explainer
 from camlens.explanation import Explanation
-from camlens.image import preprocess_image
 from camlens.jobs.padding import crop, pad_batch, padding_for
 from camlens.jobs.plan import Item
+from camlens.jobs.settings import JobSettings, batch_inputs
 from camlens.report import Report
 from camlens.report.content import add_classification_image, add_segmentation_image
 from camlens.segmentation import SegmentationExplanation, explain_segmentation
+from camlens.steps import model_dtype
 from camlens.targets import ClassifierOutputTarget
 
 __all__ = ["ExplainBatch", "ExplainSettings"]
 
 
-@dataclass(frozen=True)
-class ExplainSettings:
+@dataclass(frozen=True, kw_only=True)
+class ExplainSettings(JobSettings):
     """What decides the outputs of an explain run (recorded in ``run.json``)."""
 
-    model: str
-    weights: str | None
-    layers: list[str]
-    methods: list[str]
-    options: dict[str, dict[str, Any]]
-    task: str  # "seg" or "cls"
-    classes: Any  # seg: "present" | "all" | [ids]; cls: None (top) or [ids]
-    class_names: list[str] | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    size: tuple[int, int] | None
+    command: ClassVar[str] = "explain"
+
     pad: Any  # "auto" | int | None
     multiple: int | None  # the padding multiple in force (resolved "auto")
-    batch_size: int
-    shards: int
-
-    def identity(self) -> dict[str, Any]:
-        """``run.json``'s content for this run."""
-        settings = dataclasses.asdict(self)
-        settings["options"] = {
-            m: {k: repr(v) for k, v in o.items()} for m, o in self.options.items()
-        }
-        return {"command": "explain", "settings": settings}
-
-    @property
-    def layer_spec(self) -> str | list[str]:
-        return self.layers[0] if len(self.layers) == 1 else list(self.layers)
 
 
 class ExplainBatch:
@@ -84,18 +62,12 @@ class ExplainBatch:
         self.settings = settings
         self.out = Path(out)
         self.device = device
-        #: inputs take the model's floating dtype (a float16 model gets float16 inputs)
-        self.dtype = next(
-            (p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32
-        )
+        self.dtype = model_dtype(model)
 
     def __call__(self, items: Sequence[Item], images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         settings = self.settings
         (self.out / "raw").mkdir(parents=True, exist_ok=True)
-        inputs = torch.cat(
-            [preprocess_image(image, settings.mean, settings.std) for image in images]
-        )
-        inputs = inputs.to(self.device, self.dtype)
+        inputs = batch_inputs(images, settings, self.device, self.dtype)
         height, width = inputs.shape[-2:]
         padding = (0, 0, 0, 0)
         if settings.multiple is not None:
