@@ -454,6 +454,7 @@ def build_full(out: Path, shared: Path) -> Report:
     level2.subsection("Level 3").paragraph("deep").table([], [[1, "a"], [2.5, None]])
     level2.key_values([])
     level1.callout("no label", kind="danger", title="")
+    level1.link(f"a viewer {EVIL}", "slide/run/viewer.html")
     # the same title again: ids are claimed in creation order, not page order
     late = report.section("Level 1")
     report.sections[0].subsection("Level 1").preformatted("claimed last, shown early")
@@ -738,3 +739,18 @@ def test_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script>" not in dom
     assert dom.count("<img ") == 4
     assert 'id="toc"' in dom
+
+
+def test_links_go_only_to_files_beside_the_report(tmp_path: Path) -> None:
+    report = Report("links", out_dir=tmp_path)
+    section = report.section("Links")
+    section.link("viewer <b>", "slide/viewer.html?x=1&y=2")
+    page = report.render()
+    assert '<a href="slide/viewer.html?x=1&amp;y=2">viewer &lt;b&gt;</a>' in page
+    for bad in ("javascript:alert(1)", "https://example.org/x", "/etc/passwd", ""):
+        with pytest.raises(ReportError, match="relative path"):
+            section.link("x", bad)
+    data = section.to_data()
+    data["blocks"][0]["href"] = "javascript:alert(1)"
+    with pytest.raises(ReportError, match="href"):
+        Report("again", out_dir=tmp_path).add_section_data(data)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from camlens.report.markup import attr, esc
+from camlens.report.values import ReportError
 
 __all__ = [
     "CALLOUT_KINDS",
@@ -64,6 +65,28 @@ class Paragraph(Block):
 
     def _to_data(self, out_dir: Path) -> dict[str, Any]:
         return {"type": "paragraph", "text": self.text}
+
+
+def relative_href(href: str) -> str:
+    """``href`` if it is a relative path; a :class:`ReportError` for a URL with a scheme."""
+    text = str(href)
+    if not text or ":" in text.split("/")[0] or text.startswith(("/", "\\")):
+        raise ReportError(f"a report links only to files beside it (a relative path); got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Link(Block):
+    """A paragraph that is one link to a page next to the report (a relative path)."""
+
+    text: str
+    href: str
+
+    def _render(self, out: list[str], depth: int) -> None:
+        out.append(f'<p><a href="{esc(self.href)}">{esc(self.text)}</a></p>')
+
+    def _to_data(self, out_dir: Path) -> dict[str, Any]:
+        return {"type": "link", "text": self.text, "href": self.href}
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ from camlens.report.blocks import (
     Block,
     Callout,
     KeyValues,
+    Link,
     Paragraph,
     Preformatted,
     Table,
+    relative_href,
 )
 from camlens.report.figures import Figure, FigureRow, shown_height
 from camlens.report.section import SECTION_DATA_VERSION, Section
@@ -122,6 +124,14 @@ def _paragraph(report: Report, data: Mapping[str, Any], where: str) -> Block:
     return Paragraph(_text(data, "text", where))
 
 
+def _link(report: Report, data: Mapping[str, Any], where: str) -> Block:
+    try:
+        href = relative_href(_text(data, "href", where))
+    except ReportError as error:
+        raise ReportError(f"section data {where}.href: {error}") from None
+    return Link(_text(data, "text", where), href)
+
+
 def _preformatted(report: Report, data: Mapping[str, Any], where: str) -> Block:
     return Preformatted(_text(data, "text", where))
 
@@ -194,6 +204,7 @@ def _figure_row(report: Report, data: Mapping[str, Any], where: str) -> Block:
 _BUILDERS: dict[str, Callable[[Report, Mapping[str, Any], str], Block]] = {
     "paragraph": _paragraph,
     "preformatted": _preformatted,
+    "link": _link,
     "callout": _callout,
     "key_values": _key_values,
     "table": _table,

@@ -12,9 +12,11 @@ from camlens.report.blocks import (
     Callout,
     CalloutKind,
     KeyValues,
+    Link,
     Paragraph,
     Preformatted,
     Table,
+    relative_href,
 )
 from camlens.report.figures import FigureRow
 from camlens.report.markup import esc
@@ -54,6 +56,13 @@ class Section(Block):
     def paragraph(self, text: str) -> Section:
         """Add a paragraph of plain text (escaped; line breaks are not kept)."""
         self._blocks.append(Paragraph(str(text)))
+        return self
+
+    def link(self, text: str, href: str) -> Section:
+        """Add a link to a file beside the report (a relative path, e.g. a slide viewer);
+        anything with a scheme (``http:``, ``javascript:``) is refused: reports are
+        self-contained folders."""
+        self._blocks.append(Link(str(text), relative_href(href)))
         return self
 
     def preformatted(self, text: str) -> Section:
