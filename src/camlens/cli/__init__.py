@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from camlens.cli import demo, evaluate, explain, methods, report
+from camlens.cli import demo, evaluate, explain, methods, report, slide
 from camlens.cli.options import UsageError
 from camlens.errors import CamlensError
 
@@ -38,6 +38,7 @@ _COMMANDS = {
     "demo": demo,
     "explain": explain,
     "evaluate": evaluate,
+    "slide": slide,
     "report": report,
     "methods": methods,
 }

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from camlens.errors import CamlensError
+from camlens.image.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from camlens.jobs.reader import DEFAULT_MAX_PIXELS, MAX_SIZE_SIDE
 from camlens.methods import available_methods, get_method
 from camlens.targets import ClassifierOutputTarget
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGENET_STD",
     "HelpFormatter",
     "UsageError",
+    "add_engine_arguments",
     "add_job_arguments",
     "add_model_arguments",
     "check_class_ids",
@@ -34,9 +36,6 @@ __all__ = [
     "parse_options",
     "segmentation_classes",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class UsageError(CamlensError, ValueError):
@@ -53,12 +52,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # -- declarations ---------------------------------------------------------------------------
-def add_model_arguments(parser: argparse.ArgumentParser, default_method: str) -> None:
-    """The arguments ``explain`` and ``evaluate`` share: model, images, preprocessing, output."""
-    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    default_method: str,
+    *,
+    inputs: str = "image files, folders or glob patterns",
+    metavar: str | None = None,
+    size: bool = True,
+) -> None:
+    """The arguments ``explain``, ``evaluate`` and ``slide`` share: model, inputs,
+    preprocessing (``--size`` where images are resized), output."""
+    parser.add_argument("images", nargs="+", metavar=metavar, help=inputs)
     _add_model(parser, default_method)
     _add_classes(parser)
-    _add_preprocessing(parser)
+    _add_preprocessing(parser, size=size)
     parser.add_argument(
         "--batch-size", type=int, default=4, help="images per forward pass (same-size images only)"
     )
@@ -103,6 +110,47 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, pad: bool = True) -> N
         default=DEFAULT_MAX_PIXELS,
         metavar="PIXELS",
         help="refuse larger images (H × W) from their header, before decoding them",
+    )
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the job runs: this process (``local``) or a Ray cluster (``--engine ray``,
+    with the ``camlens[ray]`` extra)."""
+    group = parser.add_argument_group('running on a Ray cluster (pip install "camlens[ray]")')
+    group.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: a pool of Ray workers, each building the model once, "
+        "writing into --out (which every node must see)",
+    )
+    group.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster to join (auto, ray://head:10001, host:6379); default: this "
+        "machine, started for the run",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Ray workers (default: one per GPU, or half the CPUs on a CPU-only cluster)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each Ray worker takes (default: 1 where the cluster has GPUs, else 0)",
+    )
+    group.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads in each Ray worker (default: its share of the CPUs); maps are "
+        "byte-identical to a local run with as many threads",
     )
 
 
@@ -155,7 +203,7 @@ def _add_classes(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
+def _add_preprocessing(parser: argparse.ArgumentParser, *, size: bool = True) -> None:
     for name, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
         parser.add_argument(
             f"--{name}",
@@ -165,6 +213,8 @@ def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
             metavar=("R", "G", "B"),
             help=f"normalisation {name}",
         )
+    if not size:
+        return
     parser.add_argument(
         "--size",
         type=int,
@@ -182,7 +232,7 @@ def check_numbers(args: argparse.Namespace) -> None:
     max_pixels = getattr(args, "max_pixels", DEFAULT_MAX_PIXELS)
     if max_pixels < 1:
         raise UsageError(f"--max-pixels must be positive, got {max_pixels}")
-    if args.size is not None:
+    if getattr(args, "size", None) is not None:
         height, width = args.size
         if not (1 <= height <= MAX_SIZE_SIDE and 1 <= width <= MAX_SIZE_SIDE):
             raise UsageError(

@@ -38,6 +38,7 @@ from camlens.demo.shortcut import LAYER as SHORTCUT_LAYER
 from camlens.demo.shortcut import ShortcutFindings, audit_models, shortcut_findings
 from camlens.demo.synthetic import CLASS_COLOURS, CLASS_NAMES, make_dataset
 from camlens.demo.train import normalise
+from camlens.demo.whole_slide import add_slide_section
 from camlens.image import show_cam_on_image
 from camlens.methods import get_method
 from camlens.report import Report, Section
@@ -83,7 +84,7 @@ def run_demo(
     methods = methods or ["gradcam", "hirescam"]
     if tiles < 1:
         raise ValueError("`tiles` must be at least 1")
-    steps = tqdm(total=5, desc="camlens demo", unit="step", disable=not progress)
+    steps = tqdm(total=6, desc="camlens demo", unit="step", disable=not progress)
     models = _load_models()
     steps.update(1)
     report = Report(
@@ -98,6 +99,8 @@ def run_demo(
     _add_tiles(report, images, labels, result)
     steps.update(1)
     _add_job(report, Path(out), images, methods)
+    steps.update(1)
+    add_slide_section(report, Path(out), methods, SEGMENTER_LAYER)
     steps.update(1)
     _add_shortcut_check(report, models, methods, seed, shortcut_patches)
     steps.update(1)

@@ -13,6 +13,11 @@ from camlens.errors import InputShapeError
 from camlens.image._arrays import _check_finite, _to_numpy
 from camlens.postprocess import SCALE_EPSILON
 
+#: ImageNet's channel statistics: the normalisation most pretrained backbones expect (the
+#: default of the command line and of whole-slide runs).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def preprocess_image(
     img: np.ndarray | Image.Image,
