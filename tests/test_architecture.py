@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "camlens.explanation",
         "camlens.explainer",
         "camlens.familiar",
+        "camlens.familiar_more",
         "camlens.api",
         "camlens.segmentation",
         "camlens.image",

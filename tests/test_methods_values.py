@@ -605,7 +605,7 @@ def _dense_expected(method: str, x, weight, bias, masks) -> torch.Tensor:
         return torch.relu(w * acts * m).sum(2)
     if method == "layercam":
         return (torch.relu(w) * acts * m).sum(2)
-    if method == "gradcam++":
+    if method in ("gradcam++", "smoothgradcam++"):  # a linear head: noise changes no gradient
         g = weight[None]
         alpha = g**2 / (2 * g**2 + sums * g**3 + 1e-6)
         return channel_weighted(area * alpha * torch.relu(g))
@@ -618,6 +618,12 @@ def _dense_expected(method: str, x, weight, bias, masks) -> torch.Tensor:
         return _eigen(acts.expand(-1, 3, -1, -1, -1))
     if method == "eigengradcam":
         return _eigen(w * acts * m)
+    if method == "segeigencam":
+        return _eigen(w.abs() * acts * m)
+    if method == "kpcacam":  # class-agnostic; the reference is in test_methods_more
+        from .test_methods_more import kpca_reference
+
+        return kpca_reference(x, "sigmoid", None)[:, None].expand(-1, 3, -1, -1)
     if method == "scorecam":
         low = x.flatten(2).min(-1).values[..., None, None]
         high = x.flatten(2).max(-1).values[..., None, None]

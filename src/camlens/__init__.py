@@ -37,6 +37,14 @@ from camlens.familiar import (
     ShapleyCAM,
     XGradCAM,
 )
+from camlens.familiar_more import (
+    KPCA_CAM,
+    DeepFeatureFactorization,
+    GuidedBackpropReLUModel,
+    SegEigenCAM,
+    guided_backprop,
+    guided_gradcam,
+)
 from camlens.methods import available_methods
 from camlens.segmentation import SegmentationExplanation, explain_segmentation
 
@@ -48,8 +56,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "CAM",
     "FEM",
+    "KPCA_CAM",
     "AblationCAM",
     "BaseCAM",
+    "DeepFeatureFactorization",
     "EigenCAM",
     "EigenGradCAM",
     "Explainer",
@@ -58,10 +68,12 @@ __all__ = [
     "GradCAM",
     "GradCAMElementWise",
     "GradCAMPlusPlus",
+    "GuidedBackpropReLUModel",
     "HiResCAM",
     "LayerCAM",
     "RandomCAM",
     "ScoreCAM",
+    "SegEigenCAM",
     "SegXResCAM",
     "SegmentationExplanation",
     "ShapleyCAM",
@@ -70,4 +82,6 @@ __all__ = [
     "available_methods",
     "explain",
     "explain_segmentation",
+    "guided_backprop",
+    "guided_gradcam",
 ]
