@@ -251,7 +251,11 @@ def test_help_and_methods(capsys) -> None:
     ):
         assert option in help_text
     assert main(["methods"]) == 0
-    assert "hirescam" in capsys.readouterr().out
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+              if line and not line.startswith(" ")}  # fmt: skip
+    assert "hirescam" in listed
+    assert "re-runs the model" in listed["scorecam"]
+    assert "re-runs the model" not in listed["kpcacam"]  # a runner that only reads activations
 
 
 def test_help_states_each_default_once(capsys) -> None:

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         method = get_method(name)
         if method.needs_attention:
             needs = "attention" + (" + gradients" if method.needs_gradients else "")
-        elif method.runner is not None and not method.needs_gradients:
+        elif method.runner is not None and not method.needs_gradients and method.reruns_model:
             needs = "re-runs the model"
         elif method.needs_gradients:
             needs = "gradients"

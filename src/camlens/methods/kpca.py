@@ -115,6 +115,7 @@ register(
         name="kpcacam",
         runner=kpcacam,
         needs_gradients=False,
+        reruns_model=False,
         label="KPCA-CAM",
         class_name="KPCA_CAM",
         reference="Karmani et al., arXiv:2410.00267, 2024",

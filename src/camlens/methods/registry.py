@@ -256,6 +256,9 @@ class Method:
             maps the runner returns; target layers are then accepted and ignored.
         needs_attention: the method reads a transformer's attention probabilities, so it
             runs only on models with attention modules (rollout, Chefer 2021, LeGrad).
+        reruns_model: a runner that re-runs the model (ScoreCAM, AblationCAM); false for a
+            runner that only needs the whole activation grid at once (KPCA-CAM). Shown by
+            ``camlens methods``.
     """
 
     name: str
@@ -270,6 +273,7 @@ class Method:
     principal_component: bool = False
     map_names: tuple[str, ...] | None = None
     needs_attention: bool = False
+    reruns_model: bool = True
 
     def __post_init__(self) -> None:
         if (self.contributions is None) == (self.runner is None):
