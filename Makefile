@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make demo   set up .venv if needed, then run the main job (camlens demo)
-#   make test   set up .venv if needed, then run the test suite
+#   make test   set up .venv if needed, then run the test suite (not the Ray tests)
+#   make test-ray   install the ray extra into .venv, then run the Ray tests (CI runs both)
 # The set-up pins the CPU build of PyTorch through constraints.txt.
 
 VENV ?= .venv
@@ -12,14 +13,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -c constraints.txt -e ".[dev]"
 	touch $@
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-ray lint
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/camlens demo --out $(OUT)
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not ray"
+
+test-ray: $(VENV)/.installed
+	$(VENV)/bin/pip install -c constraints.txt -e ".[ray]"
+	$(VENV)/bin/python -m pytest -m ray
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

@@ -6,6 +6,10 @@ classes); then :func:`camlens.jobs.runner.run_plan` streams the images through
 :class:`camlens.jobs.explain.ExplainBatch`. ``--out`` holds ``raw/<name>.npz`` and
 ``images/<name>/`` per image, ``manifest*.jsonl`` (what is done), ``run.json`` (the run's
 settings), ``summary.json`` and ``report.html`` (built from the manifests).
+
+``--engine ray`` runs the same plan on a pool of Ray workers
+(:class:`camlens.distributed.RayEngine`) instead of this process; everything else — checks,
+``--out`` and its rules, the outputs, the exit codes — is the local run's.
 """
 
 from __future__ import annotations
@@ -20,11 +24,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from camlens.cli.job import Prepared, check_arguments, prepare, shared_settings
-from camlens.cli.options import HelpFormatter, add_job_arguments, add_model_arguments
+from camlens.cli.options import (
+    HelpFormatter,
+    UsageError,
+    add_engine_arguments,
+    add_job_arguments,
+    add_model_arguments,
+)
 from camlens.jobs.explain import ExplainBatch, ExplainSettings
 from camlens.jobs.folder import RunFolder, Totals
 from camlens.jobs.reader import read_image
-from camlens.jobs.runner import Processor, run_plan
+from camlens.jobs.runner import Processor, RunCounts, run_plan
 from camlens.jobs.summary import build_outputs
 
 __all__ = ["add_parser", "claim", "finish", "run", "run_command", "run_job"]
@@ -42,6 +52,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     add_model_arguments(parser, default_method="hirescam,gradcam")
     add_job_arguments(parser)
+    add_engine_arguments(parser)
     return parser
 
 
@@ -55,6 +66,9 @@ def run_command(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; the exit status (0 all done, 1 some skipped, 130 interrupted)."""
+    ray = getattr(args, "engine", "local") == "ray"
+    if ray:
+        _check_ray_arguments(args)
     checked = check_arguments(args)
     folder = RunFolder(args.out, checked.shard)
     folder.check_writable()  # before the model loads; nothing is created yet
@@ -64,8 +78,61 @@ def run(args: argparse.Namespace) -> int:
             **shared_settings(args, checked, ready), pad=checked.pad, multiple=ready.multiple
         )
         identity = settings.identity() | {"inputs": ready.plan.total_items}
+        if ray:
+            return _run_on_ray(args, folder, ready, settings, identity)
         process = ExplainBatch(ready.model, settings, args.out, checked.device)
         return run_job(args, folder, ready, identity, process, build_outputs)
+
+
+def _check_ray_arguments(args: argparse.Namespace) -> None:
+    """``--engine ray``'s arguments, and the ``ray`` package, before any work."""
+    from camlens.distributed import ClusterOptions, check_installed
+
+    if args.device != "cpu":
+        raise UsageError(
+            "--engine ray places its workers itself: leave --device out and give "
+            "--gpus-per-worker (default: 1 where the cluster has GPUs)"
+        )
+    check_installed()
+    ClusterOptions(
+        args.address, args.workers, args.gpus_per_worker, args.threads_per_worker
+    ).check()
+
+
+def _run_on_ray(
+    args: argparse.Namespace,
+    folder: RunFolder,
+    ready: Prepared,
+    settings: ExplainSettings,
+    identity: dict[str, Any],
+) -> int:
+    """The job on a Ray cluster: the driver claims ``--out``, keeps the manifest and builds
+    the outputs; the workers explain the batches (:mod:`camlens.distributed`)."""
+    from camlens.distributed import Cluster, ClusterOptions, RayEngine, WorkerSpec
+    from camlens.distributed.worker import portable_model_spec
+
+    options = ClusterOptions(
+        args.address, args.workers, args.gpus_per_worker, args.threads_per_worker
+    )
+    spec = WorkerSpec(
+        settings=settings,
+        out=str(args.out.resolve()),
+        model=portable_model_spec(args.model),
+        weights=str(args.weights.resolve()) if args.weights else None,
+        size=ready.size,
+        max_pixels=args.max_pixels,
+    )
+    claim(args, folder, identity)  # before Ray starts: a refused --out costs nothing
+    with Cluster(options) as cluster:
+        engine = RayEngine(cluster, spec, options)
+        engine.plan_workers()  # too few GPUs: refused before any image
+        status = run_job(args, folder, ready, identity, None, build_outputs, execute=engine.run)
+    folder.remove_stale_partials()  # what a killed worker left; every worker has stopped
+    if engine.error is not None:
+        print(f"camlens {args.command}: the Ray run stopped early: {engine.error}; rerun with "
+              "--resume to continue", file=sys.stderr)  # fmt: skip
+        return max(status, 1)
+    return status
 
 
 def run_job(
@@ -73,12 +140,14 @@ def run_job(
     folder: RunFolder,
     ready: Prepared,
     identity: dict[str, Any],
-    process: Processor,
+    process: Processor | None,
     build: Callable[..., Totals],
     show: Callable[[Totals], None] | None = None,
+    *,
+    execute: Callable[..., RunCounts] = run_plan,
 ) -> int:
-    """Claim ``--out`` (see :func:`claim`), run the plan, build the outputs (also when
-    interrupted)."""
+    """Claim ``--out`` (see :func:`claim`), run the plan (``execute``: this process's
+    runner, or a Ray engine's), build the outputs (also when interrupted)."""
     claim(args, folder, identity)
     done = folder.entries() if args.resume else {}
     plan = ready.plan
@@ -86,7 +155,7 @@ def run_job(
     total = len(plan.items) + len(plan.unusable)
     with tqdm(total=total, desc=args.command, unit="image", disable=args.quiet) as progress:
         try:
-            run_plan(
+            execute(
                 plan,
                 folder,
                 process,
