@@ -28,7 +28,7 @@ from camlens.outputs import as_score_tensor, is_dense
 from camlens.postprocess import familiar_maps
 from camlens.reshape import ReshapeTransform
 from camlens.steps import (
-    check_finite,
+    FiniteChecks,
     forward_capture,
     layer_gradients,
     layer_map,
@@ -147,16 +147,19 @@ def _target_gradients(
     activations: Sequence[torch.Tensor],
     names: Sequence[str],
     strategy: Strategy,
+    checks: FiniteChecks,
 ) -> list[list[torch.Tensor]]:
     """Per target column ``k``, the gradients of ``scores[:, k]`` at every layer."""
     count = scores.shape[1]
     if strategy == "batched" and count > 1:
         grad_outputs = torch.eye(count, dtype=scores.dtype, device=scores.device)
         grad_outputs = grad_outputs[:, None, :].expand(count, *scores.shape)
-        stacked = layer_gradients(scores, activations, names, grad_outputs=grad_outputs)
+        stacked = layer_gradients(
+            scores, activations, names, grad_outputs=grad_outputs, checks=checks
+        )
         return [[gradient[k] for gradient in stacked] for k in range(count)]
     return [
-        layer_gradients(scores[:, k], activations, names, retain_graph=k < count - 1)
+        layer_gradients(scores[:, k], activations, names, retain_graph=k < count - 1, checks=checks)
         for k in range(count)
     ]
 
@@ -260,14 +263,20 @@ def explain_batch(
         outputs = score_tensor(output)
         if check_outputs is not None:
             check_outputs(outputs)
+        # Two host synchronisations per batch: the forward pass is checked before targets
+        # read it; scores, gradients and maps together at the end (FiniteChecks).
+        checks = FiniteChecks()
         for name, activation in zip(names, activations, strict=True):
-            check_finite(activation, f"the activations of layer {name!r}")
-        check_finite(outputs, "the model output")
+            checks.add(activation, f"the activations of layer {name!r}")
+        checks.add(outputs, "the model output")
+        checks.verify()
         targets = make_targets(outputs)
         scores = targets.scores(outputs)
-        check_finite(scores, "the target scores")
+        checks.add(scores, "the target scores")
         gradients = (
-            _target_gradients(scores, activations, names, strategy) if needs_gradients else None
+            _target_gradients(scores, activations, names, strategy, checks)
+            if needs_gradients
+            else None
         )
     size = tuple(inputs.shape[2:])
     layout = None if reshape_transform is not None else token_layout(model, size, grid)
@@ -298,6 +307,7 @@ def explain_batch(
                 layout=layout,
                 eigen_smooth=eigen_smooth,
                 options=call.options,
+                checks=checks,
             )
         else:
             raw = _contribution_maps(
@@ -315,4 +325,5 @@ def explain_batch(
         result.layer_maps[call.name] = raw
         final = familiar_maps([m.flatten(0, 1) for m in raw], size)
         result.maps[call.name] = final.reshape(*raw[0].shape[:2], *size)
+    checks.verify()
     return result

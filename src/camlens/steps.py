@@ -21,6 +21,7 @@ from camlens.reshape import ReshapeTransform, default_reshape
 from camlens.tokens import TokenLayout
 
 __all__ = [
+    "FiniteChecks",
     "check_finite",
     "forward_capture",
     "layer_gradients",
@@ -34,13 +35,43 @@ __all__ = [
 
 
 def check_finite(tensor: torch.Tensor, what: str) -> None:
-    """Raise :class:`NonFiniteError` naming ``what`` if ``tensor`` holds NaN or inf."""
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise NonFiniteError(
-            f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the model for "
-            "overflow (e.g. fp16 without autocast), or explain an earlier layer."
-        )
+    """Raise :class:`NonFiniteError` naming ``what`` if ``tensor`` holds NaN or inf (at
+    once: one host synchronisation; the engine batches its checks in :class:`FiniteChecks`)."""
+    checks = FiniteChecks()
+    checks.add(tensor, what)
+    checks.verify()
+
+
+class FiniteChecks:
+    """NaN/inf checks collected on the tensors' device and verified together.
+
+    Reading a check's answer on the host waits for the device (a CUDA synchronisation);
+    one per layer, target and method would stall a GPU's queue many times per batch. Each
+    :meth:`add` only queues a count of non-finite values on the device; :meth:`verify`
+    copies all counts to the host at once and raises for the first failing one, in the
+    order they were added.
+    """
+
+    def __init__(self) -> None:
+        self._counts: list[tuple[torch.Tensor, str]] = []
+
+    def add(self, tensor: torch.Tensor, what: str) -> None:
+        """Queue the check of ``tensor`` (``what`` names it in the error)."""
+        self._counts.append(((~torch.isfinite(tensor.detach())).sum(), what))
+
+    def verify(self) -> None:
+        """Raise :class:`NonFiniteError` for the first queued tensor with NaN/inf."""
+        if not self._counts:
+            return
+        pending, self._counts = self._counts, []
+        counts = torch.stack([count.to(pending[0][0].device) for count, _ in pending]).tolist()
+        for bad, (_, what) in zip(counts, pending, strict=True):
+            if bad:
+                raise NonFiniteError(
+                    f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the "
+                    "model for overflow (e.g. fp16 without autocast), or explain an earlier "
+                    "layer."
+                )
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -115,11 +146,13 @@ def layer_gradients(
     *,
     grad_outputs: torch.Tensor | None = None,
     retain_graph: bool = False,
+    checks: FiniteChecks | None = None,
 ) -> list[torch.Tensor]:
     """d(scores)/d(activations), stopping at the target layers (no parameter gradients).
 
     ``scores`` is summed unless ``grad_outputs`` is given; ``grad_outputs`` with a leading
-    batch of vectors (``is_grads_batched``) gives one gradient per vector in one call.
+    batch of vectors (``is_grads_batched``) gives one gradient per vector in one call. The
+    gradients' NaN/inf checks join ``checks``, or are made here.
     """
     if not scores.requires_grad:
         raise LayerNeverRanError(
@@ -142,7 +175,10 @@ def layer_gradients(
                 f"the target scores do not depend on layer {name!r} (it ran, but its output "
                 "does not reach the scores); choose a layer on the path to the output."
             )
-        check_finite(gradient, f"the gradients at layer {name!r}")
+        if checks is None:
+            check_finite(gradient, f"the gradients at layer {name!r}")
+        else:
+            checks.add(gradient, f"the gradients at layer {name!r}")
         result.append(gradient)
     return result
 
@@ -216,10 +252,12 @@ def run_method(
     layout: TokenLayout | None = None,
     eigen_smooth: bool = False,
     options: Mapping[str, Any] | None = None,
+    checks: FiniteChecks | None = None,
 ) -> list[torch.Tensor]:
     """The raw maps ``(B, K, *grid)`` of a method with a runner (see
     :class:`~camlens.methods.RunContext`): ``targets`` holds ``K`` targets per image and
-    ``scores`` their ``(B, K)`` values on the unperturbed input."""
+    ``scores`` their ``(B, K)`` values on the unperturbed input. The maps' NaN/inf checks
+    join ``checks`` (verified by the caller), or are verified here."""
     assert method.runner is not None, f"{method.name} has no runner"
 
     def reshape(layer: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
@@ -244,6 +282,10 @@ def run_method(
     )
     maps = method.runner(context)
     map_names = list(method.map_names) if method.map_names is not None else list(names)
+    own = checks is None
+    checks = FiniteChecks() if checks is None else checks
     for name, raw in zip(map_names, maps, strict=True):
-        check_finite(raw, f"the {method.label} map of {name!r}")
+        checks.add(raw, f"the {method.label} map of {name!r}")
+    if own:
+        checks.verify()
     return maps
