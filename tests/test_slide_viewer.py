@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camlens.report import STYLE
 from camlens.slide.deepzoom import (
     DEEPZOOM_XMLNS,
     DeepZoomImage,
@@ -351,6 +352,7 @@ def test_page_is_offline_and_ships_its_assets(tmp_path: Path) -> None:
     links = [link for link in links if link]
     assert sorted(links) == [
         "viewer-assets/openseadragon.min.js",
+        "viewer-assets/report.css",
         "viewer-assets/viewer.css",
         "viewer-assets/viewer.js",
     ]
@@ -363,6 +365,10 @@ def test_page_is_offline_and_ships_its_assets(tmp_path: Path) -> None:
     for name in ASSETS:
         copied = tmp_path / "out" / "viewer-assets" / name
         assert copied.read_bytes() == (package / name).read_bytes()
+    # the report's style sheet is shared, not copied into the package twice
+    shared = (tmp_path / "out" / "viewer-assets" / "report.css").read_text(encoding="utf-8")
+    assert shared == STYLE and "--accent" in shared
+    assert "--accent:" not in (package / "viewer.css").read_text(encoding="utf-8")
     script = (package / "openseadragon.min.js").read_text(encoding="utf-8")
     assert re.match(r"//! openseadragon 6\.", script)
     assert "BSD-3-Clause" in (package / "VENDORED.md").read_text(encoding="utf-8")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from camlens.atomic import atomic_open, write_text
-from camlens.report import format_value
+from camlens.report import STYLE, format_value
 from camlens.slide.deepzoom import DeepZoomImage
 
 __all__ = ["ASSETS", "DEFAULT_OPACITY", "SCALE_UNIT", "HeatmapLayer", "script_json", "write_viewer"]
@@ -161,6 +161,7 @@ def _copy_assets(folder: Path) -> None:
     for name in ASSETS:
         with (source / name).open("rb") as reader, atomic_open(folder / name, "wb") as writer:
             shutil.copyfileobj(reader, writer)
+    write_text(folder / "report.css", STYLE)  # the report's look, shared, not copied
 
 
 def _scale_labels(limit: float) -> list[str]:
@@ -240,6 +241,7 @@ def _page(
 <meta http-equiv="Content-Security-Policy" content="{_POLICY}">
 <meta name="referrer" content="no-referrer">
 <title>{_text(title)}</title>
+<link rel="stylesheet" href="viewer-assets/report.css">
 <link rel="stylesheet" href="viewer-assets/viewer.css">
 </head>
 <body data-layer="" data-opacity="" data-tiles-loaded="0" data-tiles-failed="0">
