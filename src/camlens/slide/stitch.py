@@ -175,7 +175,9 @@ class _Bands:
     def _row(self, row: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         if row not in self.cache:
             loaded = {}
-            for col, key in self.by_row.get(row, {}).items():
+            # column order, not manifest order: float sums over overlaps then do not depend
+            # on which tile finished first (a resumed or distributed run)
+            for col, key in sorted(self.by_row.get(row, {}).items()):
                 with np.load(self.tiles / f"{key}.npz") as data:
                     maps = data["maps"]
                     loaded[col] = (maps.reshape(-1, *maps.shape[-2:]), data["shares"])
