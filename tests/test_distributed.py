@@ -224,3 +224,37 @@ def test_usage_errors_exit_2_in_one_line(
     assert main(_explain("refused", "--engine", "ray", *arguments)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_slide_on_ray_is_the_local_slide(workspace: Path, tmp_path: Path) -> None:
+    """`camlens slide --engine ray`: the tiles' batches go to the workers, each opening the
+    slide itself; the driver stitches. Stitched maps, class map and summary are the local
+    run's bytes; the manifest has one line per tile."""
+    from camlens.demo.models import demo_weights
+    from camlens.demo.slide import write_synthetic_slide
+
+    slide = tmp_path / "slide.tiff"
+    write_synthetic_slide(slide, 1024, 768, mpp=0.5, seed=5)
+
+    def command(out: str, *extra: str) -> list[str]:
+        return ["slide", str(slide), "--model", "camlens.demo.models:segmenter", "--weights",
+                str(demo_weights("segmenter")), "--layer", "encoder.layer4", "--method",
+                "hirescam", "--mpp", "1", "--tile", "128", "--overlap", "16", "--downsample",
+                "2", "--no-viewer", "--quiet", "--out", str(tmp_path / out), *extra]  # fmt: skip
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(command("local")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main(command("on-ray", *RAY)) == 0
+    local, ray = tmp_path / "local", tmp_path / "on-ray"
+    maps = sorted(path.name for path in (local / "maps").glob("*.npy"))
+    assert len(maps) == 8  # 7 classes and the class map
+    for name in maps:
+        assert (ray / "maps" / name).read_bytes() == (local / "maps" / name).read_bytes(), name
+    summary = json.loads((local / "summary.json").read_text())
+    assert json.loads((ray / "summary.json").read_text()) == summary
+    lines = (ray / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == summary["tiles"]["done"] > 4

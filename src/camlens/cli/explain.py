@@ -37,7 +37,15 @@ from camlens.jobs.reader import read_image
 from camlens.jobs.runner import Processor, RunCounts, run_plan
 from camlens.jobs.summary import build_outputs
 
-__all__ = ["add_parser", "claim", "finish", "run", "run_command", "run_job"]
+__all__ = [
+    "add_parser",
+    "check_ray_arguments",
+    "claim",
+    "finish",
+    "run",
+    "run_command",
+    "run_job",
+]
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; the exit status (0 all done, 1 some skipped, 130 interrupted)."""
     ray = getattr(args, "engine", "local") == "ray"
     if ray:
-        _check_ray_arguments(args)
+        check_ray_arguments(args)
     checked = check_arguments(args)
     folder = RunFolder(args.out, checked.shard)
     folder.check_writable()  # before the model loads; nothing is created yet
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return run_job(args, folder, ready, identity, process, build_outputs)
 
 
-def _check_ray_arguments(args: argparse.Namespace) -> None:
+def check_ray_arguments(args: argparse.Namespace) -> None:
     """``--engine ray``'s arguments, and the ``ray`` package, before any work."""
     from camlens.distributed import ClusterOptions, check_installed
 

@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from camlens.cli.explain import check_ray_arguments
 from camlens.cli.options import (
     HelpFormatter,
     UsageError,
+    add_engine_arguments,
     add_model_arguments,
     check_class_ids,
     check_numbers,
@@ -96,6 +98,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     jobs = parser.add_argument_group("running as a job")
     jobs.add_argument("--resume", action="store_true", help="continue the run in --out")
     jobs.add_argument("--overwrite", action="store_true", help="clear --out (a camlens run)")
+    add_engine_arguments(parser)
     return parser
 
 
@@ -108,6 +111,9 @@ def run_command(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run every slide; 0 all done, 1 a slide or tile skipped, 130 interrupted."""
+    ray = args.engine == "ray"
+    if ray:
+        check_ray_arguments(args)
     check_numbers(args)
     if args.resume and args.overwrite:
         raise UsageError("--resume continues a run and --overwrite clears it: pass one")
@@ -149,7 +155,17 @@ def run(args: argparse.Namespace) -> int:
     if "auto" not in args.layer:
         resolve_layers(model, layers)
     classes = _classes(args.classes, labels)
-    return _run_slides(args, slides, model, layers, methods, options, classes, labels)
+    if not ray:
+        return _run_slides(args, slides, model, layers, methods, options, classes, labels)
+    from camlens.distributed import Cluster, ClusterOptions
+
+    cluster_options = ClusterOptions(
+        args.address, args.workers, args.gpus_per_worker, args.threads_per_worker
+    )
+    with Cluster(cluster_options) as cluster:  # one cluster for every slide
+        return _run_slides(
+            args, slides, model, layers, methods, options, classes, labels, cluster=cluster
+        )
 
 
 def _classes(text: str | None, labels: list[str] | None) -> Any:
@@ -165,7 +181,7 @@ def _classes(text: str | None, labels: list[str] | None) -> Any:
     return ids
 
 
-def _run_slides(args, slides, model, layers, methods, options, classes, labels) -> int:
+def _run_slides(args, slides, model, layers, methods, options, classes, labels, cluster=None):
     from camlens.slide.run import explain_slide
 
     keys = output_keys([str(p) for p in slides])
@@ -199,6 +215,7 @@ def _run_slides(args, slides, model, layers, methods, options, classes, labels) 
                 viewer=not args.no_viewer,
                 model_name=args.model,
                 weights=str(args.weights) if args.weights else None,
+                cluster=cluster,
             )
         except KeyboardInterrupt:
             print(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import torch
 from camlens.jobs.explain import ExplainBatch, ExplainSettings
 from camlens.jobs.plan import Batch, Item, Plan
 from camlens.jobs.reader import DEFAULT_MAX_PIXELS, read_image
-from camlens.jobs.runner import run_plan
+from camlens.jobs.runner import Processor, run_plan
 from camlens.loading import load_model, load_weights
 
 __all__ = ["ExplainWorker", "WorkerSpec", "batch_row", "portable_model_spec", "read_row"]
@@ -42,7 +42,12 @@ ENTRY_COLUMN = "entry"
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker needs to build its processor (small, sent to each actor once)."""
+    """What every worker needs to build its processor (small, sent to each actor once).
+
+    Another kind of job (a slide's tiles: :class:`camlens.slide.distributed.SlideWorkerSpec`)
+    gives a dataclass with the same fields ``model``, ``weights``, ``threads``, ``gpu`` and
+    the two methods :meth:`processor` and :meth:`reader`.
+    """
 
     settings: ExplainSettings
     out: str  # absolute: workers may run in another directory
@@ -52,6 +57,14 @@ class WorkerSpec:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 1
     gpu: bool = False
+
+    def processor(self, model: torch.nn.Module, device: torch.device) -> Processor:
+        """The local run's processor, in the worker (the model built there)."""
+        return ExplainBatch(model, self.settings, Path(self.out), device)
+
+    def reader(self) -> Callable[[Item], np.ndarray]:
+        """How the worker reads an item (an image file, as the local run does)."""
+        return lambda item: read_image(item.path, self.size, max_pixels=self.max_pixels)
 
 
 def portable_model_spec(spec: str) -> str:
@@ -105,7 +118,8 @@ class ExplainWorker:
         if spec.weights is not None:
             load_weights(model, spec.weights)
         self.spec = spec
-        self.process = ExplainBatch(model.to(device).eval(), spec.settings, Path(spec.out), device)
+        self.process = spec.processor(model.to(device).eval(), device)
+        self.read = spec.reader()
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts: list[str] = []
@@ -119,12 +133,11 @@ class ExplainWorker:
     def explain(self, batch: Batch, done: list[str]) -> list[dict[str, Any]]:
         """The entries of ``batch``'s items not in ``done`` (their files written)."""
         entries = _Entries()
-        spec = self.spec
         run_plan(
             Plan([batch]),
             entries,  # type: ignore[arg-type]  # only record() is used
             self.process,
-            read=lambda item: read_image(item.path, spec.size, max_pixels=spec.max_pixels),
+            read=self.read,
             done={key: {"status": "done"} for key in done},
             progress=_NoProgress(),
             workers=1,

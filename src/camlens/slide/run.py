@@ -113,6 +113,7 @@ def explain_slide(
     viewer: bool = True,
     model_name: str | None = None,
     weights: str | None = None,
+    cluster: Any = None,
 ) -> SlideResult:
     """Explain a segmenter on a whole slide, tile by tile, and stitch slide-level heatmaps.
 
@@ -131,6 +132,11 @@ def explain_slide(
         tissue: ``"auto"``, ``"none"`` or a GeoJSON / PNG region; tiles with less than
             ``min_tissue`` of it are not explained.
         resume / overwrite: continue a run in ``out`` / clear it first.
+        model_name, weights: the ``--model`` factory (``pkg.module:function`` or
+            ``file.py:function``) and weights file the model came from: recorded in
+            ``run.json``, and what Ray workers build their model from.
+        cluster: a started :class:`camlens.distributed.Cluster`: the tiles are explained by
+            its workers (``camlens[ray]``; ``model_name`` must then be a factory).
     """
     if classes == "present":
         raise SlideError(
@@ -200,6 +206,11 @@ def explain_slide(
                 sizes={(tile, tile): len(items)},
             )
             process = TileBatch(model, settings, grid, by_key, out, device)
+            execute, engine = run_plan, None
+            if cluster is not None:
+                engine = _ray_engine(cluster, settings, slide, slide_mpp, resolution, grid,
+                                     tiles, out, model_name, weights)  # fmt: skip
+                execute = engine.run
             done = folder.entries() if resume else {}
             with tqdm(
                 total=len(items),
@@ -208,7 +219,7 @@ def explain_slide(
                 disable=not progress,
                 file=sys.stderr,
             ) as bar:
-                counts = run_plan(
+                counts = execute(
                     plan,
                     folder,
                     process,
@@ -218,6 +229,11 @@ def explain_slide(
                     done=done,
                     progress=bar,
                 )
+            if engine is not None:
+                folder.remove_stale_partials()  # what a killed worker left
+                if engine.error is not None:
+                    raise SlideError(f"the Ray run stopped early: {engine.error}; rerun with "
+                                     "--resume to continue")  # fmt: skip
             entries = folder.entries()
             if not any(e.get("status") == "done" for e in entries.values()):
                 return SlideResult(out, counts, len(tiles), None)
@@ -237,6 +253,28 @@ def explain_slide(
                 progress=progress,
             )
     return SlideResult(out, counts, len(tiles), outputs)
+
+
+def _ray_engine(cluster: Any, settings: SlideSettings, slide: str | Path, slide_mpp: float | None,
+                resolution: Any, grid: TileGrid, tiles: list, out: Path,
+                model_name: str | None, weights: str | None) -> Any:  # fmt: skip
+    """A Ray engine whose workers explain this slide's tiles (see :mod:`.distributed`)."""
+    from camlens.distributed import RayEngine
+    from camlens.distributed.worker import portable_model_spec
+    from camlens.slide.distributed import SlideWorkerSpec
+
+    if model_name is None or ":" not in model_name:
+        raise SlideError("Ray workers build the model from its factory: pass model_name="
+                         "'pkg.module:function' (camlens slide --model does)")  # fmt: skip
+    spec = SlideWorkerSpec(
+        settings=settings, out=str(Path(out).resolve()), model=portable_model_spec(model_name),
+        weights=str(Path(weights).resolve()) if weights else None,
+        slide=str(Path(slide).resolve()), slide_mpp=slide_mpp, resolution=resolution,
+        grid=grid, tiles=tuple(tiles),
+    )  # fmt: skip
+    engine = RayEngine(cluster, spec, cluster.options)
+    engine.plan_workers()  # too few GPUs: refused before any tile
+    return engine
 
 
 def _class_count(model: nn.Module, tile: int, device: torch.device) -> int:
