@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from camlens.explainer import Explainer
+from camlens.familiar_extension import FamiliarExtension
 from camlens.layers import LayerSpec
 from camlens.methods.perturbation import DEFAULT_MEMORY_BUDGET_MB
 from camlens.reshape import ReshapeTransform
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-class BaseCAM(Explainer):
+class BaseCAM(FamiliarExtension):
     """pytorch-grad-cam's base class: ``(model, target_layers, reshape_transform, use_cuda)``.
 
     The named subclasses (``GradCAM``, ``HiResCAM``, ...) set :attr:`method_name`. Using
@@ -58,6 +58,8 @@ class BaseCAM(Explainer):
             model's device.
         fc_layer: CAM only: the linear classifier (module or dotted name); found if omitted.
         method_options: the method's options (``{"pool_size": 2}``).
+        **upstream: pytorch-grad-cam's ``uses_gradients`` & co., for a subclass that overrides
+            ``get_cam_weights`` / ``get_cam_image`` (see :mod:`camlens.familiar_extension`).
     """
 
     method_name: ClassVar[str] = ""
@@ -72,6 +74,7 @@ class BaseCAM(Explainer):
         method: str | None = None,
         fc_layer: nn.Module | str | None = None,
         method_options: Mapping[str, Any] | None = None,
+        **upstream: Any,
     ) -> None:
         if use_cuda is not None:
             warnings.warn(
@@ -93,7 +96,7 @@ class BaseCAM(Explainer):
         super().__init__(
             model,
             target_layers,
-            method or self.method_name,
+            self._familiar_method(model, method, upstream, reshape_transform),
             reshape_transform=reshape_transform,
             options=options,
         )

@@ -21,6 +21,7 @@ from camlens.models.resnet import (
     resnet50,
     tiny_resnet,
 )
+from camlens.models.vgg import VGG, tiny_vgg11, vgg11
 from camlens.models.vit import (
     HuggingFaceStyle,
     HuggingFaceViT,
@@ -36,6 +37,7 @@ from camlens.models.vit_attention import TimmAttention, tiny_attention_vit, with
 from camlens.models.volume import Tiny3DCNN
 
 __all__ = [
+    "VGG",
     "BasicBlock",
     "Bottleneck",
     "DeepLabV3Plus",
@@ -59,6 +61,8 @@ __all__ = [
     "tiny_deeplabv3plus",
     "tiny_register_vit",
     "tiny_resnet",
+    "tiny_vgg11",
     "tiny_vit",
+    "vgg11",
     "with_timm_attention",
 ]
