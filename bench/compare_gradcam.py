@@ -16,7 +16,9 @@ A second table (``--more`` prints only that one) covers the methods added for is
 upstream also ships: KPCA_CAM and SegEigenCAM (maps, up to sign: upstream's sign comes from
 scikit-learn's eigenvector convention and the paper's |min| > |max| flip), and
 GuidedBackpropReLUModel (the raw guided gradients, image by image, since upstream returns
-the first image only; upstream swaps the model's ReLUs, so it runs on a copy).
+the first image only; upstream swaps the model's ReLUs, so it runs on a copy), and FinerCAM
+on the classifiers (Grad-CAM base; the default similar classes, and alpha 0.6 against ranks
+1–2 of class 3), RefineCAM (Grad-CAM++ at the layer before and the target layer) and SESS.
 DeepFeatureFactorization is not compared number by number: scikit-learn's NMF (coordinate
 descent, its own random start) and camlens's (seeded multiplicative updates) find different
 factorisations of the same matrix; the row gives each one's relative reconstruction error.
@@ -72,6 +74,73 @@ def _up_to_sign(ours: np.ndarray, negated: np.ndarray, theirs: np.ndarray) -> fl
     )
 
 
+def _finer(reference, label: str, case: Case) -> int:
+    """FinerCAM rows (Grad-CAM base, targets picked by Finer-CAM); returns the failures."""
+    failures = 0
+    for kwargs in ({}, {"alpha": 0.6, "comparison_categories": [1, 2], "target_idx": 3}):
+        name = f"FinerCAM {kwargs}" if kwargs else "FinerCAM"
+        theirs = reference.FinerCAM(case.model, [case.layer])(case.inputs, **kwargs)
+        case.model.zero_grad(set_to_none=True)
+        ours = camlens.FinerCAM(case.model, [case.layer])(case.inputs, **kwargs)
+        diff = float(np.abs(ours - theirs).max())
+        name += "" if ours.any() else " (all-zero maps)"
+        ok = diff <= TOLERANCE
+        failures += not ok
+        print(f"| {label} | {name} | {diff:.2e} | | {'yes' if ok else 'NO'} |", flush=True)
+    return failures
+
+
+def _wrappers(reference, label: str, case: Case) -> int:
+    """RefineCAM (Grad-CAM++ base, two layers) and SESS (Grad-CAM base, three scales) rows."""
+    model = case.model
+    earlier = model.layer2 if case.name == "tiny" else model.layer3[-1]
+    rows = [
+        (
+            "RefineCAM (2 layers)",
+            lambda: reference.RefineCAM(model, [earlier, case.layer]),
+            lambda: camlens.RefineCAM(model, [earlier, case.layer]),
+        ),
+        (
+            "SESS (3 scales)",
+            lambda: reference.SESS(model, [case.layer], num_scales=3),
+            lambda: camlens.SESS(model, [case.layer], num_scales=3),
+        ),
+        (
+            "SESS (2 scales, stride ½, pre-filter 0.5, max)",
+            lambda: reference.SESS(
+                model,
+                [case.layer],
+                num_scales=2,
+                pre_filter_ratio=0.5,
+                pool="max",
+                step_size=case.inputs.shape[-1] // 2,
+            ),
+            lambda: camlens.SESS(
+                model,
+                [case.layer],
+                num_scales=2,
+                pre_filter_ratio=0.5,
+                pool="max",
+                step_size=case.inputs.shape[-1] // 2,
+            ),
+        ),
+    ]
+    failures = 0
+    for name, upstream, ours in rows:
+        # SESS explains each image's top class: ResNet-50's random class 281 gives all-zero
+        # Grad-CAM maps, which would compare nothing
+        targets = None if name.startswith("SESS") else case.targets
+        theirs = upstream()(case.inputs, targets)
+        model.zero_grad(set_to_none=True)
+        mine = ours()(case.inputs, targets)
+        diff = float(np.abs(mine - theirs).max())
+        name += "" if mine.any() else " (all-zero maps)"
+        ok = diff <= TOLERANCE
+        failures += not ok
+        print(f"| {label} | {name} | {diff:.2e} | | {'yes' if ok else 'NO'} |", flush=True)
+    return failures
+
+
 def _more(reference, cases: list[tuple[str, Case, dict]]) -> int:
     """The table of the issue-13 methods; returns the number of rows above the tolerance."""
     from pytorch_grad_cam.feature_factorization.deep_feature_factorization import dff
@@ -104,6 +173,9 @@ def _more(reference, cases: list[tuple[str, Case, dict]]) -> int:
             ok = best <= TOLERANCE
             failures += not ok
             print(f"| {label} | {name} | {diff:.2e} | {best:.2e} | {'yes' if ok else 'NO'} |")
+        if isinstance(case.targets[0], ClassifierOutputTarget):
+            failures += _finer(reference, label, case)
+            failures += _wrappers(reference, label, case)
         guided = camlens.guided_backprop(case.model, case.inputs, case.targets)
         worst, scale = 0.0, 0.0
         for image in range(case.inputs.shape[0]):

@@ -40,13 +40,17 @@ from camlens.familiar import (
 from camlens.familiar_more import (
     KPCA_CAM,
     DeepFeatureFactorization,
+    FinerCAM,
     GuidedBackpropReLUModel,
     SegEigenCAM,
+    finer_targets,
     guided_backprop,
     guided_gradcam,
 )
 from camlens.methods import available_methods
 from camlens.segmentation import SegmentationExplanation, explain_segmentation
+from camlens.sess import SESS, sess
+from camlens.wrappers import RefineCAM, noise_tunnel, refine_cam
 
 try:
     __version__ = version("camlens")  # the one version source: pyproject.toml
@@ -57,6 +61,7 @@ __all__ = [
     "CAM",
     "FEM",
     "KPCA_CAM",
+    "SESS",
     "AblationCAM",
     "BaseCAM",
     "DeepFeatureFactorization",
@@ -64,6 +69,7 @@ __all__ = [
     "EigenGradCAM",
     "Explainer",
     "Explanation",
+    "FinerCAM",
     "FullGrad",
     "GradCAM",
     "GradCAMElementWise",
@@ -72,6 +78,7 @@ __all__ = [
     "HiResCAM",
     "LayerCAM",
     "RandomCAM",
+    "RefineCAM",
     "ScoreCAM",
     "SegEigenCAM",
     "SegXResCAM",
@@ -82,6 +89,10 @@ __all__ = [
     "available_methods",
     "explain",
     "explain_segmentation",
+    "finer_targets",
     "guided_backprop",
     "guided_gradcam",
+    "noise_tunnel",
+    "refine_cam",
+    "sess",
 ]

@@ -8,6 +8,9 @@ and familiar classes added after :mod:`camlens.familiar`.
   factorisation of a layer's activations (:mod:`camlens.methods.factorization`).
 * :class:`KPCA_CAM`, :class:`SegEigenCAM` — registry methods under pytorch-grad-cam's class
   names (formulas in :mod:`camlens.methods.kpca`, :mod:`camlens.methods.seg_eigen`).
+* :class:`FinerCAM` — any method explaining a class against its most similar classes
+  (:func:`finer_targets` picks them; the target is
+  :class:`~camlens.targets.FinerWeightedTarget`).
 
 As everywhere in camlens, the model is borrowed: hooks exist only during a call, train/eval
 flags are restored and ``param.grad`` is never touched; modules are never swapped.
@@ -25,20 +28,28 @@ from torch import nn
 
 from camlens.api import explain
 from camlens.capture import borrowed
-from camlens.familiar import BaseCAM, _caller_level
+from camlens.errors import TargetError
+from camlens.explainer import Explainer
+from camlens.explanation import Explanation
+from camlens.familiar import BaseCAM, GradCAM, _caller_level
 from camlens.layers import LayerSpec, layer_name, resolve_layers
 from camlens.methods.factorization import factorize_activations
 from camlens.methods.guided import GuidedGradient, guided_gradient
+from camlens.outputs import as_score_tensor
 from camlens.postprocess import min_max, upsample
 from camlens.reshape import ReshapeTransform
 from camlens.steps import forward_capture, model_device, model_dtype, prepare_input, to_grid
+from camlens.targets import FinerWeightedTarget
 from camlens.tokens import token_layout
+from camlens.wrappers import base_explainer
 
 __all__ = [
     "KPCA_CAM",
     "DeepFeatureFactorization",
+    "FinerCAM",
     "GuidedBackpropReLUModel",
     "SegEigenCAM",
+    "finer_targets",
     "guided_backprop",
     "guided_gradcam",
 ]
@@ -266,3 +277,127 @@ class SegEigenCAM(BaseCAM):
     See :mod:`camlens.methods.seg_eigen`."""
 
     method_name = "segeigencam"
+
+
+#: Finer-CAM's default comparison ranks: the three classes closest to the main class.
+FINER_COMPARISONS = (1, 2, 3)
+
+
+def finer_targets(
+    outputs: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    comparison_categories: Sequence[int] | None = None,
+    target_idx: int | None = None,
+) -> list[FinerWeightedTarget]:
+    """Finer-CAM's target for every image of a classifier's ``(B, K)`` scores.
+
+    Zhang et al., "Finer-CAM: Spotting the Difference Reveals Finer Details for Visual
+    Explanation", CVPR 2025: the main class ``c`` is ``target_idx`` (``None``: each image's
+    top class); the other classes are ranked by how close their logit is to ``c``'s,
+    ``|y_j − y_c|`` ascending (rank 0 is ``c`` itself, ties keep the lower index first), and
+    ``comparison_categories`` are *ranks* in that order (default 1, 2, 3: the three most
+    similar classes; ranks beyond ``K − 1`` are dropped, as in pytorch-grad-cam 1.5.7).
+    Each image's target is ``FinerWeightedTarget(c, classes at those ranks, alpha)``.
+    """
+    if outputs.dim() != 2:
+        raise TargetError(
+            f"Finer-CAM picks similar classes from a classifier's (B, K) scores, got "
+            f"{tuple(outputs.shape)}; pass `targets=` (e.g. FinerWeightedTarget) for other "
+            "outputs."
+        )
+    scores = outputs.detach()
+    classes = scores.shape[1]
+    ranks = FINER_COMPARISONS if comparison_categories is None else comparison_categories
+    ranks = [int(rank) for rank in ranks if int(rank) < classes]
+    if not ranks:
+        raise TargetError(
+            f"no comparison class left: a model with {classes} class(es) has ranks 0.."
+            f"{classes - 1} and `comparison_categories` asked for "
+            f"{list(comparison_categories or FINER_COMPARISONS)}."
+        )
+    if target_idx is None:
+        main = scores.argmax(dim=1)
+    else:
+        if not -classes <= target_idx < classes:
+            raise TargetError(f"`target_idx` {target_idx} is out of range for {classes} classes")
+        main = torch.full((scores.shape[0],), target_idx % classes, device=scores.device)
+    distance = (scores - scores.gather(1, main[:, None])).abs()
+    distance.scatter_(1, main[:, None], -1.0)  # the main class is rank 0, whatever the ties
+    order = torch.argsort(distance, dim=1, stable=True).tolist()
+    return [FinerWeightedTarget(row[0], [row[rank] for rank in ranks], alpha) for row in order]
+
+
+class FinerCAM:
+    """Finer-CAM (Zhang et al., CVPR 2025) under pytorch-grad-cam 1.5.7's call:
+    ``FinerCAM(model, target_layers, reshape_transform=None, base_method=GradCAM)(
+    input_tensor, targets=None, eigen_smooth=False, alpha=1, comparison_categories=None,
+    target_idx=None)``.
+
+    Explains what sets a class apart from the classes the model finds most similar: with
+    ``targets=None`` each image's target is :func:`finer_targets`' weighted logit difference
+    (``alpha=0``: the plain logit; ``alpha=1``: against the similar classes), explained by
+    ``base_method``; given ``targets`` are used as they are. ``base_method`` is a familiar
+    class (``camlens.GradCAM``, ``camlens.HiResCAM``, ...) or a registry name; the base
+    method's own pipeline runs unchanged (one engine call per batch after one forward pass
+    that reads the scores the similar classes are ranked by).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec],
+        reshape_transform: ReshapeTransform | None = None,
+        base_method: type[Explainer] | str = GradCAM,
+    ) -> None:
+        self.base_cam = base_explainer(model, target_layers, reshape_transform, base_method)
+        self.model = model
+
+    def __enter__(self) -> FinerCAM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to release: hooks exist only during a call."""
+        return None
+
+    def explain(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | Any | None = None,
+        *,
+        eigen_smooth: bool = False,
+        alpha: float = 1.0,
+        comparison_categories: Sequence[int] | None = None,
+        target_idx: int | None = None,
+    ) -> Explanation:
+        """The base method's :class:`~camlens.explanation.Explanation` of the Finer targets
+        (``explanation.targets`` shows the classes each image was compared with)."""
+        inputs = prepare_input(input_tensor, self.model)
+        if targets is None:
+            output, _ = forward_capture(self.model, [], inputs, [], track_gradients=False)
+            targets = finer_targets(
+                as_score_tensor(output),
+                alpha=alpha,
+                comparison_categories=comparison_categories,
+                target_idx=target_idx,
+            )
+        return self.base_cam.explain(inputs, targets, eigen_smooth=eigen_smooth)
+
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | None = None,
+        eigen_smooth: bool = False,
+        alpha: float = 1.0,
+        comparison_categories: Sequence[int] | None = None,
+        target_idx: int | None = None,
+    ) -> np.ndarray:
+        """Final maps ``(B, *input_spatial)`` as float32 numpy in [0, 1]."""
+        return self.explain(
+            input_tensor,
+            targets,
+            eigen_smooth=eigen_smooth,
+            alpha=alpha,
+            comparison_categories=comparison_categories,
+            target_idx=target_idx,
+        ).numpy()

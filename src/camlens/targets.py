@@ -9,7 +9,7 @@ targets here also check their input and say what to fix.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +24,7 @@ __all__ = [
     "ClassifierOutputSoftmaxTarget",
     "ClassifierOutputTarget",
     "EmbeddingSimilarityTarget",
+    "FasterRCNNBoxScoreTarget",
     "FinerWeightedTarget",
     "RawScoresOutputTarget",
     "SemanticSegmentationTarget",
@@ -197,6 +198,75 @@ class FinerWeightedTarget:
         return (
             f"{type(self).__name__}({self.main_category}, {self.comparison_categories}, "
             f"alpha={self.alpha})"
+        )
+
+
+def _box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``(N, M)`` intersection over union of boxes ``(N, 4)`` and ``(M, 4)`` given as
+    ``(x1, y1, x2, y2)``; a pair whose union is empty has IoU 0 (never NaN)."""
+    top_left = torch.maximum(first[:, None, :2], second[None, :, :2])
+    bottom_right = torch.minimum(first[:, None, 2:], second[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp_min(0).prod(-1)
+    areas = [(b[:, 2:] - b[:, :2]).clamp_min(0).prod(-1) for b in (first, second)]
+    union = areas[0][:, None] + areas[1][None, :] - intersection
+    return intersection / union.clamp_min(torch.finfo(union.dtype).tiny)
+
+
+class FasterRCNNBoxScoreTarget:
+    """How well a detector still finds given boxes: for torchvision-style detection outputs
+    (one image's ``{"boxes": (M, 4), "labels": (M,), "scores": (M,)}``), as
+    pytorch-grad-cam's class of the same name and signature.
+
+    For each requested box and label, the detected box with the highest IoU counts if that
+    IoU is above ``iou_threshold`` and its label is the requested one; it adds its IoU plus
+    its score. The target is the sum over requested boxes. When nothing matches (or nothing
+    is detected) the score is 0 and still connected to the output, so gradients are zeros
+    rather than an error (pytorch-grad-cam returns a constant there, which cannot be
+    back-propagated). Boxes are ``(x1, y1, x2, y2)``, as numpy, lists or tensors.
+
+    The engine explains score tensors; this target scores a detector's per-image dicts
+    (e.g. for your own gradient code or metrics), with ``fasterrcnn_reshape_transform``
+    turning the FPN's feature dict into one grid.
+    """
+
+    def __init__(self, labels: Sequence[int], bounding_boxes: Any, iou_threshold: float = 0.5):
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+        self.bounding_boxes = torch.as_tensor(np.asarray(bounding_boxes, dtype=np.float64))
+        self.bounding_boxes = self.bounding_boxes.reshape(-1, 4)
+        if self.bounding_boxes.shape[0] != self.labels.shape[0]:
+            raise ValueError(
+                f"FasterRCNNBoxScoreTarget: {self.labels.shape[0]} labels for "
+                f"{self.bounding_boxes.shape[0]} boxes; pass one label per box."
+            )
+        self.iou_threshold = float(iou_threshold)
+
+    def __call__(self, model_outputs: Any) -> torch.Tensor:
+        keys = ("boxes", "labels", "scores")
+        missing = [
+            k for k in keys if not isinstance(model_outputs, Mapping) or k not in model_outputs
+        ]
+        if missing:
+            raise TargetError(
+                f"{type(self).__name__} needs one image's detections, a dict with 'boxes', "
+                f"'labels' and 'scores' (torchvision's detection output); missing {missing}."
+            )
+        boxes, labels = model_outputs["boxes"], model_outputs["labels"]
+        scores = model_outputs["scores"]
+        zero = scores.sum() * 0 + (boxes.sum() * 0 if boxes.is_floating_point() else 0)
+        if boxes.shape[0] == 0 or self.labels.shape[0] == 0:
+            return zero
+        requested = self.bounding_boxes.to(boxes.device, boxes.dtype)
+        overlaps = _box_iou(requested, boxes)  # (requested, detected)
+        best = overlaps.argmax(dim=1)
+        best_iou = overlaps.gather(1, best[:, None])[:, 0]
+        matched = (best_iou > self.iou_threshold) & (labels[best] == self.labels.to(labels.device))
+        contribution = torch.where(matched, best_iou + scores[best], torch.zeros_like(best_iou))
+        return contribution.sum() + zero
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(labels={self.labels.tolist()}, "
+            f"{self.bounding_boxes.shape[0]} boxes, iou_threshold={self.iou_threshold})"
         )
 
 

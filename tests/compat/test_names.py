@@ -166,8 +166,6 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
 #: Names that cannot be supported honestly: constructing them raises a camlens error that
 #: names the alternative (see the README's table).
 UNSUPPORTED = {
-    ("sess", "SESS"),
-    ("", "SESS"),
     ("ablation_layer", "AblationLayerFasterRCNN"),
     ("", "AblationLayerFasterRCNN"),
     ("ablation_cam_multilayer", "AblationLayer"),

@@ -6,7 +6,7 @@
 ``camlens.compat.ablation_layer``, ...). Every public name of upstream has a name here: a
 re-export of camlens's own class or function where camlens has it, a small implementation on
 camlens's machinery where it had none, and a clear error naming the camlens alternative where
-a name cannot be supported honestly (``SESS``, ``AblationLayerFasterRCNN``, the
+a name cannot be supported honestly (``AblationLayerFasterRCNN``, the
 module-swapping ``ablation_cam_multilayer.AblationLayer``). The README's table lists each
 name and its status; ``tests/compat`` keeps that table true.
 """
