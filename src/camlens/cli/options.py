@@ -59,12 +59,14 @@ def add_model_arguments(
     inputs: str = "image files, folders or glob patterns",
     metavar: str | None = None,
     size: bool = True,
+    segmentation_only: bool = False,
 ) -> None:
     """The arguments ``explain``, ``evaluate`` and ``slide`` share: model, inputs,
-    preprocessing (``--size`` where images are resized), output."""
+    preprocessing (``--size`` where images are resized), output. ``segmentation_only``
+    (slides): no ``--task``, and ``--class`` takes ``all`` or ids."""
     parser.add_argument("images", nargs="+", metavar=metavar, help=inputs)
-    _add_model(parser, default_method)
-    _add_classes(parser)
+    _add_model(parser, default_method, task=not segmentation_only)
+    _add_classes(parser, segmentation_only=segmentation_only)
     _add_preprocessing(parser, size=size)
     parser.add_argument(
         "--batch-size", type=int, default=4, help="images per forward pass (same-size images only)"
@@ -154,7 +156,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model(parser: argparse.ArgumentParser, default_method: str) -> None:
+def _add_model(parser: argparse.ArgumentParser, default_method: str, *, task: bool) -> None:
     parser.add_argument(
         "--model",
         required=True,
@@ -182,6 +184,8 @@ def _add_model(parser: argparse.ArgumentParser, default_method: str) -> None:
         help="a method option, e.g. pool_size=4 or scorecam.batch_size=32 (repeatable; "
         "`camlens methods` lists each method's options)",
     )
+    if not task:
+        return
     parser.add_argument(
         "--task",
         choices=["auto", "seg", "cls"],
@@ -190,12 +194,14 @@ def _add_model(parser: argparse.ArgumentParser, default_method: str) -> None:
     )
 
 
-def _add_classes(parser: argparse.ArgumentParser) -> None:
+def _add_classes(parser: argparse.ArgumentParser, *, segmentation_only: bool) -> None:
     parser.add_argument(
         "--class",
         dest="classes",
         default=None,
-        help="seg: present | all | ids/names (comma-separated); "
+        help="all | ids/names (comma-separated) (default: all)"
+        if segmentation_only
+        else "seg: present | all | ids/names (comma-separated); "
         "cls: top | ids/names (default: present for seg, top for cls)",
     )
     parser.add_argument(

@@ -54,6 +54,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="SLIDE",
         inputs="whole-slide image files",
         size=False,
+        segmentation_only=True,
     )
     group = parser.add_argument_group("slide")
     group.add_argument(
