@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from camlens.cli.explain import check_ray_arguments
 from camlens.cli.options import (
     HelpFormatter,
@@ -182,7 +184,18 @@ def _classes(text: str | None, labels: list[str] | None) -> Any:
     return ids
 
 
-def _run_slides(args, slides, model, layers, methods, options, classes, labels, cluster=None):
+def _run_slides(
+    args: argparse.Namespace,
+    slides: list[Path],
+    model: torch.nn.Module,
+    layers: str | list[str],
+    methods: list[str],
+    options: dict[str, dict[str, Any]],
+    classes: Any,
+    labels: list[str] | None,
+    cluster: Any = None,
+) -> int:
+    """Each slide in turn (``--out`` or ``--out/<slide name>``); the exit status."""
     from camlens.slide.run import explain_slide
 
     keys = output_keys([str(p) for p in slides])
