@@ -10,7 +10,8 @@ image the weights sum to one; at the border only the neighbours inside the image
 the mean is renormalised. Multiplying row ``p`` by ``d_p = Σ w_pq`` gives a symmetric
 system ``(D − W_UU) x_U = W_UK x_K`` that is positive definite whenever every connected
 group of removed pixels touches a kept one (a graph Laplacian with Dirichlet boundary
-values), so it is solved by conjugate gradients with a Jacobi (diagonal) preconditioner.
+values), so it is solved by conjugate gradients, preconditioned by one multigrid V-cycle
+(:mod:`camlens.metrics.multigrid`) or, as the reference, by the diagonal (Jacobi).
 The matrix is never formed: applying it is a weighted sum of eight shifted copies of the
 field, so all images and channels of a batch are solved at once on the input's device.
 Small Gaussian noise is then added to the removed pixels (the "noisy" in noisy linear
@@ -21,11 +22,13 @@ pixels are returned exactly.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from camlens.errors import InputShapeError
+from camlens.metrics.multigrid import multigrid_conjugate_gradients
 
 __all__ = ["IMPUTATION_WEIGHTS", "noisy_linear_imputation"]
 
@@ -47,6 +50,7 @@ def noisy_linear_imputation(
     generator: torch.Generator | None = None,
     tolerance: float = 1e-5,
     max_iterations: int | None = None,
+    solver: Literal["multigrid", "cg"] = "multigrid",
 ) -> torch.Tensor:
     """Fill the ``removed`` pixels of ``inputs`` from their neighbours, plus noise.
 
@@ -62,14 +66,23 @@ def noisy_linear_imputation(
             ``‖b − A x‖₂ ≤ tolerance · ‖b‖₂`` for the symmetric system above (the relative
             residual of the weighted-mean equations). Solved in float32 (float64 inputs in
             float64).
-        max_iterations: conjugate-gradient iterations at most; ``None`` allows
-            ``20 · max(H, W) + 100``. Not converging warns (``RuntimeWarning``).
+        max_iterations: conjugate-gradient iterations at most; ``None`` allows 100 with
+            ``"multigrid"`` (5–8 are typical) and ``20 · max(H, W) + 100`` with ``"cg"``. Not
+            converging warns (``RuntimeWarning``).
+        solver: ``"multigrid"`` (default): CG preconditioned by a multigrid V-cycle
+            (:mod:`camlens.metrics.multigrid`), whose iteration count barely grows with the
+            size of the removed regions: 4–11× faster than ``"cg"`` on ROAD's removed blobs
+            at 224², 15–38× at 512², 1.2–2× on scattered removals (bench/RESULTS.md).
+            ``"cg"``: Jacobi-preconditioned CG, the reference. Both stop on the same
+            residual criterion.
 
     Returns:
         ``(B, C, H, W)``: ``inputs`` where ``removed`` is false (bit for bit), the imputed
         values plus noise where it is true. A group of removed pixels with no kept pixel
         around it (e.g. the whole image) has no information to draw from and becomes 0.
     """
+    if solver not in ("multigrid", "cg"):
+        raise ValueError(f"`solver` must be 'multigrid' or 'cg', got {solver!r}")
     if inputs.dim() != 4 or not inputs.is_floating_point():
         raise InputShapeError(
             f"`inputs` must be floating-point (B, C, H, W) images, got "
@@ -118,13 +131,18 @@ def noisy_linear_imputation(
         return unknown * (degree * field - neighbours(field))
 
     rhs = unknown * neighbours(values * (1 - unknown))
-    solution = _conjugate_gradients(
-        apply,
-        rhs,
-        degree,
-        tolerance=tolerance,
-        max_iterations=max_iterations or 20 * max(height, width) + 100,
-    )
+    if solver == "cg":
+        solution = _conjugate_gradients(
+            apply,
+            rhs,
+            degree,
+            tolerance=tolerance,
+            max_iterations=max_iterations or 20 * max(height, width) + 100,
+        )
+    else:
+        solution = _solve_by_multigrid(
+            unknown, degree, rhs, tolerance=tolerance, max_iterations=max_iterations or 100
+        )
     if noise_std > 0:
         if noise is None:
             noise = torch.randn(
@@ -183,4 +201,51 @@ def _conjugate_gradients(
             RuntimeWarning,
             stacklevel=3,
         )
+    return solution
+
+
+def _solve_by_multigrid(
+    unknown: torch.Tensor,
+    degree: torch.Tensor,
+    rhs: torch.Tensor,
+    *,
+    tolerance: float,
+    max_iterations: int,
+) -> torch.Tensor:
+    """The same system ``U (D − W) U x = rhs`` by multigrid-preconditioned CG.
+
+    ``W x`` is computed separably: the 9-point weights are ``[1 2 1]ᵀ[1 2 1] / 12`` minus
+    ``1/3`` at the centre, so ``(D − W) x = (D + 1/3) x − ([1 2 1]ᵀ[1 2 1] x) / 12`` with
+    zeros beyond the image (6 in-place passes instead of 8 shifted copies). An image with
+    no kept pixel is one group of removed pixels touching nothing known (8-connected, a
+    removed group that is not the whole image always borders a kept pixel): its operator
+    is singular, so it is taken out of the solve and stays 0."""
+    has_kept = (unknown < 1).flatten(1).any(1).to(unknown.dtype)[:, None, None, None]
+    unknown = unknown * has_kept
+    centre = unknown * (degree + 1 / 3)
+    edge = unknown / 12
+
+    def binomial(field: torch.Tensor) -> torch.Tensor:
+        """``[1 2 1]ᵀ[1 2 1] * field`` with zeros beyond the image."""
+        rows = field * 2
+        rows[..., 1:].add_(field[..., :-1])
+        rows[..., :-1].add_(field[..., 1:])
+        both = rows * 2
+        both[..., 1:, :].add_(rows[..., :-1, :])
+        both[..., :-1, :].add_(rows[..., 1:, :])
+        return both
+
+    def apply(field: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(centre * field, edge, binomial(field), value=-1)
+
+    off_diagonal = unknown * (binomial(unknown) / 12 - unknown / 3)
+    solution, _ = multigrid_conjugate_gradients(
+        apply,
+        rhs * unknown,
+        unknown,
+        degree,
+        off_diagonal,
+        tolerance=tolerance,
+        max_iterations=max_iterations,
+    )
     return solution
