@@ -145,3 +145,145 @@ def test_detector_gradients_reach_only_the_matched_image_through_the_fpn() -> No
     cam = torch.relu((weights * activations).sum(1))
     assert activations.shape == (2, 8, 8, 8) and cam.shape == (2, 8, 8)
     assert not cam[1].any()
+
+
+# --- detectors through the engine: the familiar classes on a detector's per-image dicts ---
+
+
+def _state(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[bool], int]:
+    """What "the model comes back unchanged" means: weights, train flags, hook count."""
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    hooks = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+    return weights, flags, hooks
+
+
+def _assert_unchanged(model: nn.Module, before: tuple) -> None:
+    weights, flags, hooks = _state(model)
+    assert flags == before[1] and hooks == before[2]
+    for key, value in before[0].items():
+        assert torch.equal(weights[key], value), key
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _features_and_outputs(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[OrderedDict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """The FPN's levels, each a fresh leaf the head reads (the gradient "at the layer's
+    output" is the head's, level by level: "pool" is not differentiated back into "0"),
+    and the detections computed from them."""
+    captured: dict[str, OrderedDict[str, torch.Tensor]] = {}
+
+    def as_leaves(module: nn.Module, args: object, output: OrderedDict) -> OrderedDict:
+        leaves = OrderedDict((k, v.detach().requires_grad_(True)) for k, v in output.items())
+        captured["features"] = leaves
+        return leaves
+
+    handle = model.backbone.register_forward_hook(as_leaves)
+    try:
+        outputs = model(x)
+    finally:
+        handle.remove()
+    return captured["features"], outputs
+
+
+def test_gradcam_on_a_detector_equals_the_hand_computed_map() -> None:
+    """camlens.GradCAM(model, [model.backbone], fasterrcnn_reshape_transform) with one
+    FasterRCNNBoxScoreTarget per image, as pytorch-grad-cam's Faster R-CNN tutorial calls it:
+    the raw map is Σ_c mean(G_c) A_c on the transformed grids (G: the gradients of the summed
+    target scores at each FPN level as the head reads it, transformed like the activations,
+    so |G| as upstream's transform takes the absolute value); image 1's box
+    matches nothing, so its map is all zeros; the model comes back unchanged."""
+    import camlens
+
+    torch.manual_seed(0)
+    model = TinyDetector()
+    x = torch.randn(2, 3, 16, 16, dtype=DOUBLE)
+    targets = [
+        FasterRCNNBoxScoreTarget([3], [[20, 20, 30, 30]]),
+        FasterRCNNBoxScoreTarget([3], [[0, 0, 10, 10]]),
+    ]
+    features, outputs = _features_and_outputs(model, x)
+    total = sum(target(output) for target, output in zip(targets, outputs, strict=True))
+    gradients = torch.autograd.grad(total, list(features.values()))
+    activations = fasterrcnn_reshape_transform(features).detach()
+    weights = fasterrcnn_reshape_transform(OrderedDict(zip(features, gradients, strict=True)))
+    expected = (weights.mean(dim=(2, 3), keepdim=True) * activations).sum(1)
+    model.zero_grad(set_to_none=True)
+
+    before = _state(model)
+    cam = camlens.GradCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform)
+    with cam:
+        explanation = cam.explain(x, targets)
+        maps = cam(x, targets)
+    _assert_unchanged(model, before)
+    assert_close(explanation.layer_maps[0], expected)
+    assert_close(
+        explanation.scores,
+        torch.stack([t(o) for t, o in zip(targets, outputs, strict=True)]).detach(),
+    )
+    assert maps.shape == (2, 16, 16) and maps[0].max() == pytest.approx(1.0)
+    assert not maps[1].any() and not explanation.layer_maps[0][1].any()
+    assert isinstance(explanation.outputs[0]["boxes"], torch.Tensor)
+    assert not explanation.outputs[0]["scores"].requires_grad
+
+
+def test_eigencam_on_a_detector_needs_no_target() -> None:
+    """EigenCAM on the FPN's transformed grid: the first principal component of each
+    image's (positions × channels) matrix, centred per channel (up to the sign camlens
+    fixes), with no target at all and with box targets alike."""
+    import camlens
+
+    torch.manual_seed(1)
+    model = TinyDetector()
+    x = torch.randn(2, 3, 16, 16, dtype=DOUBLE)
+    features, _ = _features_and_outputs(model, x)
+    grid = fasterrcnn_reshape_transform(features).detach()  # (2, 8, 8, 8)
+    points = grid.flatten(2).transpose(1, 2)  # (B, 64 positions, 8 channels)
+    centred = points - points.mean(dim=1, keepdim=True)
+    expected = []
+    for image in centred:
+        _, _, right = torch.linalg.svd(image, full_matrices=False)
+        expected.append((image @ right[0]).reshape(8, 8))
+    before = _state(model)
+    with camlens.EigenCAM(
+        model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform
+    ) as cam:
+        plain = cam.explain(x).layer_maps[0]
+        boxed = cam.explain(x, [FasterRCNNBoxScoreTarget([1], [[0, 0, 10, 6]])] * 2)
+        maps = cam(x)
+    _assert_unchanged(model, before)
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+    assert_close(boxed.layer_maps[0], plain)
+    for ours, theirs in zip(plain, expected, strict=True):
+        sign = 1.0 if float((ours * theirs).sum()) >= 0 else -1.0
+        assert_close(ours, sign * theirs)
+
+
+def test_detector_outputs_refuse_what_they_cannot_give() -> None:
+    """Gradient methods without a target, class indices, methods that re-run the model,
+    aug_smooth (boxes are not flipped back) and the score-tensor front ends all raise."""
+    import camlens
+    from camlens.errors import ModelOutputError
+    from camlens.outputs import as_score_tensor
+
+    model = TinyDetector()
+    x = torch.randn(2, 3, 16, 16, dtype=DOUBLE)
+    layers = [model.backbone]
+    transform = fasterrcnn_reshape_transform
+    box = FasterRCNNBoxScoreTarget([3], [[20, 20, 30, 30]])
+    with pytest.raises(TargetError, match="no predicted class"):
+        camlens.GradCAM(model, layers, reshape_transform=transform)(x)
+    with pytest.raises(TargetError, match="callable target"):
+        camlens.GradCAM(model, layers, reshape_transform=transform)(x, [3, 3])
+    with pytest.raises(ModelOutputError, match="re-runs the model"):
+        camlens.ScoreCAM(model, layers, reshape_transform=transform)(x, [box, box])
+    with pytest.raises(ModelOutputError, match="aug_smooth"):
+        camlens.GradCAM(model, layers, reshape_transform=transform)(x, [box, box], aug_smooth=True)
+    with pytest.raises(ModelOutputError, match="reshape_transform"):
+        camlens.GradCAM(model, layers)(x, [box, box])
+    with pytest.raises(ModelOutputError, match="detector"):
+        as_score_tensor(model(x))
+    with pytest.raises(ModelOutputError, match="score tensor"):
+        camlens.explain_segmentation(model, x, classes=[1], methods=["gradcam"], layers=layers)
+    assert all(p.grad is None for p in model.parameters())

@@ -15,7 +15,7 @@ Two guarantees live here and nowhere else:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -85,25 +85,40 @@ class ActivationCapture:
         for index, layer in enumerate(layers):
             handles.append(layer.register_forward_hook(self._hook(index)))
 
-    def _hook(self, index: int) -> Callable[..., torch.Tensor | None]:
-        def hook(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
+    def _hook(self, index: int) -> Callable[..., object]:
+        def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+            if (
+                isinstance(output, Mapping)
+                and output
+                and all(isinstance(value, torch.Tensor) for value in output.values())
+            ):
+                # a dict of feature maps (a detector's FPN): each level is captured like a
+                # tensor output; a ``reshape_transform`` makes one grid of them later
+                recorded = {key: self._enter(value) for key, value in output.items()}
+                self.outputs[index] = recorded  # type: ignore[assignment]
+                if not self.track_gradients:
+                    return None
+                return type(output)((key, value.clone()) for key, value in recorded.items())
             if not isinstance(output, torch.Tensor):
                 raise LayerNeverRanError(
                     f"target layer {self.names[index]!r} returned "
                     f"{type(output).__name__}, not a tensor; choose a submodule that returns "
-                    "a tensor feature map."
+                    "a tensor feature map (or a dict of them, with a `reshape_transform`)."
                 )
-            if not self.track_gradients:
-                self.outputs[index] = output.detach()
-                return None
-            if not output.requires_grad:
-                # First target layer reached: start recording the graph from here.
-                output = output.detach().requires_grad_(True)
-                torch.set_grad_enabled(True)
-            self.outputs[index] = output
-            return output.clone()
+            self.outputs[index] = self._enter(output)
+            return self.outputs[index].clone() if self.track_gradients else None
 
         return hook
+
+    def _enter(self, output: torch.Tensor) -> torch.Tensor:
+        """``output`` as recorded: detached, or (with ``track_gradients``) in the graph —
+        the first target layer reached becomes a fresh leaf and turns recording on."""
+        if not self.track_gradients:
+            return output.detach()
+        if not output.requires_grad:
+            output = output.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
+        return output
 
     def activations(self) -> list[torch.Tensor]:
         """The recorded outputs, one per target layer (raises if a layer never ran)."""

@@ -22,9 +22,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from camlens.errors import OptionError
+from camlens.errors import ModelOutputError, OptionError, TargetError
 from camlens.methods import Method, get_method
-from camlens.outputs import as_score_tensor, is_dense
+from camlens.outputs import Detections, as_score_tensor, is_dense
 from camlens.postprocess import familiar_maps
 from camlens.reshape import ReshapeTransform
 from camlens.steps import (
@@ -36,7 +36,7 @@ from camlens.steps import (
     prepare_input,
     run_method,
 )
-from camlens.target_sets import TargetSet
+from camlens.target_sets import NoDetectionTarget, TargetSet
 from camlens.tokens import TokenLayout, token_layout
 
 __all__ = [
@@ -142,14 +142,49 @@ class BatchResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def _levels(activation: Any, name: str) -> list[tuple[str, torch.Tensor]]:
+    """A layer's output as named tensors: itself, or each level of a dict of feature maps
+    (a detector's FPN), named ``name['key']``."""
+    if isinstance(activation, Mapping):
+        return [(f"{name}[{key!r}]", value) for key, value in activation.items()]
+    return [(name, activation)]
+
+
 def _target_gradients(
+    scores: torch.Tensor,
+    activations: Sequence[Any],
+    names: Sequence[str],
+    strategy: Strategy,
+    checks: FiniteChecks,
+) -> list[list[Any]]:
+    """Per target column ``k``, the gradients of ``scores[:, k]`` at every layer (a dict
+    of gradients, level by level, for a layer that returned a dict of feature maps)."""
+    flat = [level for a, name in zip(activations, names, strict=True) for level in _levels(a, name)]
+    gradients = _tensor_gradients(
+        scores, [tensor for _, tensor in flat], [name for name, _ in flat], strategy, checks
+    )
+    result = []
+    for column in gradients:
+        remaining = iter(column)
+        result.append(
+            [
+                type(activation)((key, next(remaining)) for key in activation)
+                if isinstance(activation, Mapping)
+                else next(remaining)
+                for activation in activations
+            ]
+        )
+    return result
+
+
+def _tensor_gradients(
     scores: torch.Tensor,
     activations: Sequence[torch.Tensor],
     names: Sequence[str],
     strategy: Strategy,
     checks: FiniteChecks,
 ) -> list[list[torch.Tensor]]:
-    """Per target column ``k``, the gradients of ``scores[:, k]`` at every layer."""
+    """Per target column ``k``, the gradients of ``scores[:, k]`` at every tensor."""
     count = scores.shape[1]
     if strategy == "batched" and count > 1:
         grad_outputs = torch.eye(count, dtype=scores.dtype, device=scores.device)
@@ -182,9 +217,23 @@ def _contribution_maps(
     per_target = method.needs_gradients or method.class_weights is not None
     result = []
     for position, (layer, activation) in enumerate(zip(layers, activations, strict=True)):
+        transform = reshape_transform
+        if isinstance(activation, Mapping):
+            # a dict of feature maps: the user's transform makes the one grid methods read,
+            # of the activations and (level by level) of the gradients alike
+            if reshape_transform is None:
+                raise ModelOutputError(
+                    f"target layer {type(layer).__name__} returns a dict of feature maps; pass "
+                    "a `reshape_transform` that makes one [B, C, h, w] grid of it, e.g. "
+                    "camlens.reshape.fasterrcnn_reshape_transform for a detector's FPN."
+                )
+            activation = reshape_transform({k: v.detach() for k, v in activation.items()})
+            transform = None
         maps = []
         for k in range(count if per_target else 1):
             gradient = gradients[k][position] if method.needs_gradients and gradients else None
+            if isinstance(gradient, Mapping):
+                gradient = reshape_transform(gradient)  # type: ignore[misc]
             class_weights = None
             if method.class_weights is not None:
                 provider = method.class_weights
@@ -199,7 +248,7 @@ def _contribution_maps(
                     layer,
                     activation,
                     gradient,
-                    reshape_transform=reshape_transform,
+                    reshape_transform=transform,
                     layout=layout,
                     eigen_smooth=eigen_smooth,
                     class_weights=class_weights,
@@ -210,6 +259,27 @@ def _contribution_maps(
             maps = maps * count
         result.append(torch.stack(maps, dim=1))
     return result
+
+
+def _check_detection_calls(calls: Sequence[MethodCall], targets: TargetSet) -> None:
+    """Refuse what a detector's output cannot honestly give: re-running methods (they score
+    perturbed copies as tensors) and targetless calls of methods that read a target."""
+    for call in calls:
+        method = call.method
+        if method.runner is not None:
+            raise ModelOutputError(
+                f"{method.label} re-runs the model and scores its outputs as tensors; on a "
+                "detector's per-image dicts use a method computed from one forward pass "
+                "(e.g. eigencam, gradcam, hirescam, layercam)."
+            )
+        reads_target = method.needs_gradients or method.class_weights is not None
+        untargeted = any(isinstance(t, NoDetectionTarget) for row in targets.rows for t in row)
+        if reads_target and untargeted:
+            raise TargetError(
+                f"{method.label} explains a target, and a detector has no predicted class to "
+                "default to; pass one target per image, e.g. "
+                "camlens.targets.FasterRCNNBoxScoreTarget(labels, boxes)."
+            )
 
 
 def explain_batch(
@@ -254,23 +324,38 @@ def explain_batch(
     )
 
     def score_tensor(model_output: Any) -> torch.Tensor:
-        scores = as_score_tensor(model_output)
+        scores = as_score_tensor(model_output, detections=True)
+        if isinstance(scores, Detections) and flipped:
+            raise ModelOutputError(
+                "aug_smooth flips the image, and a detector's boxes are not flipped back; "
+                "explain detectors without aug_smooth."
+            )
         if flipped and is_dense(scores):
             scores = scores.flip(-1)  # back to the input's orientation
-        return scores
+        return scores  # type: ignore[return-value]  # Detections: checked below
 
     with torch.enable_grad():
         outputs = score_tensor(output)
+        detections = isinstance(outputs, Detections)
         if check_outputs is not None:
+            if detections:  # the extra checks are of score tensors (e.g. "must be dense")
+                raise ModelOutputError("this call needs a score tensor, not a detector's dicts")
             check_outputs(outputs)
         # Two host synchronisations per batch: the forward pass is checked before targets
         # read it; scores, gradients and maps together at the end (FiniteChecks).
         checks = FiniteChecks()
         for name, activation in zip(names, activations, strict=True):
-            checks.add(activation, f"the activations of layer {name!r}")
-        checks.add(outputs, "the model output")
+            for level, tensor in _levels(activation, name):
+                checks.add(tensor, f"the activations of layer {level!r}")
+        if isinstance(outputs, Detections):
+            for what, tensor in outputs.tensors():
+                checks.add(tensor, f"the model output ({what})")
+        else:
+            checks.add(outputs, "the model output")
         checks.verify()
         targets = make_targets(outputs)
+        if detections:
+            _check_detection_calls(calls, targets)
         scores = targets.scores(outputs)
         checks.add(scores, "the target scores")
         gradients = (

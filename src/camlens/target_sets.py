@@ -12,6 +12,11 @@ masked sum for the class masks of a segmentation.
 dominant predicted class over its predicted mask, with a warning saying which); integers are
 class indices; one target is broadcast to every image; any other count that is not the batch
 size is an error, never a silent truncation.
+
+A detector's output (:class:`~camlens.outputs.Detections`, one dict per image) goes through
+the same :meth:`TargetSet.scores`: each target receives its image's dict, as
+pytorch-grad-cam's targets do; such outputs need explicit callable targets (there is no
+"predicted class" of a set of boxes).
 """
 
 from __future__ import annotations
@@ -22,13 +27,18 @@ from typing import Any
 
 import torch
 
-from camlens.errors import InputShapeError
-from camlens.outputs import is_dense
+from camlens.errors import InputShapeError, TargetError
+from camlens.outputs import Detections, is_dense
 from camlens.targets import ClassifierOutputTarget, SemanticSegmentationTarget, target_score
 
-__all__ = ["ClassMaskTargets", "TargetSet", "resolve_targets"]
+__all__ = ["ClassMaskTargets", "NoDetectionTarget", "TargetSet", "resolve_targets"]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _batch_size(outputs: torch.Tensor | Detections) -> int:
+    """Images in a model output: the first axis of a tensor, the entries of detections."""
+    return len(outputs) if isinstance(outputs, Detections) else outputs.shape[0]
 
 
 class TargetSet:
@@ -58,13 +68,13 @@ class TargetSet:
         """The ``index``-th target of every image."""
         return [row[index] for row in self.rows]
 
-    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
-        """``(B, K)`` target scores of ``outputs`` (the score tensor, one item per image);
-        differentiable where ``outputs`` is."""
-        if len(self.rows) != outputs.shape[0]:
-            raise InputShapeError(
-                f"got targets for {len(self.rows)} images but {outputs.shape[0]} outputs"
-            )
+    def scores(self, outputs: torch.Tensor | Detections) -> torch.Tensor:
+        """``(B, K)`` target scores of ``outputs`` (the score tensor, or a detector's
+        per-image dicts: each target gets its own image's item); differentiable where
+        ``outputs`` is."""
+        batch = _batch_size(outputs)
+        if len(self.rows) != batch:
+            raise InputShapeError(f"got targets for {len(self.rows)} images but {batch} outputs")
         single = self.num_targets == 1
         return torch.stack(
             [
@@ -81,6 +91,20 @@ class TargetSet:
                 for image, (row, output) in enumerate(zip(self.rows, outputs, strict=True))
             ]
         )
+
+
+class NoDetectionTarget:
+    """What ``targets=None`` gives each image of a detector's output: a score of 0, still
+    connected to the output. Only methods that read no target (EigenCAM) may explain it;
+    :func:`camlens.engine.explain_batch` refuses it for the others, whose maps would be
+    zeros — a detector has no "predicted class" to default to."""
+
+    def __call__(self, detections: Any) -> torch.Tensor:
+        scores = detections["scores"]
+        return scores.sum() * 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 class ClassMaskTargets(TargetSet):
@@ -161,11 +185,26 @@ def _from_int(category: int, scores: torch.Tensor, index: int) -> Any:
 
 
 def resolve_targets(
-    targets: Sequence[Any] | Any | None, scores: torch.Tensor, *, announce: bool = True
+    targets: Sequence[Any] | Any | None,
+    scores: torch.Tensor | Detections,
+    *,
+    announce: bool = True,
 ) -> list[Any]:
-    """One target callable per image of ``scores`` (``[B, ...]``); ``announce=False`` skips
-    the warning that says which classes ``None`` chose for a segmenter."""
-    batch = scores.shape[0]
+    """One target callable per image of ``scores`` (``[B, ...]``, or a detector's per-image
+    dicts, which take callable targets only); ``announce=False`` skips the warning that
+    says which classes ``None`` chose for a segmenter."""
+    batch = _batch_size(scores)
+    if isinstance(scores, Detections):
+        if targets is None:
+            return [NoDetectionTarget() for _ in range(batch)]
+        if isinstance(targets, int) or (
+            isinstance(targets, Sequence) and any(not callable(t) for t in targets)
+        ):
+            raise TargetError(
+                "a detector's output (per-image boxes, labels, scores) needs a callable "
+                "target per image, e.g. camlens.targets.FasterRCNNBoxScoreTarget(labels, "
+                "boxes); class indices name classes of a score tensor."
+            )
     if targets is None:
         if is_dense(scores):
             return list(_dominant_class_targets(scores, announce))

@@ -224,9 +224,10 @@ class FasterRCNNBoxScoreTarget:
     rather than an error (pytorch-grad-cam returns a constant there, which cannot be
     back-propagated). Boxes are ``(x1, y1, x2, y2)``, as numpy, lists or tensors.
 
-    The engine explains score tensors; this target scores a detector's per-image dicts
-    (e.g. for your own gradient code or metrics), with ``fasterrcnn_reshape_transform``
-    turning the FPN's feature dict into one grid.
+    The engine hands each such target its image's detection dict (a detector's output, a
+    list of ``{"boxes", "labels", "scores"}``), so gradient methods and EigenCAM explain
+    detectors as in pytorch-grad-cam's Faster R-CNN example, with
+    ``fasterrcnn_reshape_transform`` turning the FPN's feature dict into one grid.
     """
 
     def __init__(self, labels: Sequence[int], bounding_boxes: Any, iou_threshold: float = 0.5):
