@@ -349,10 +349,14 @@ def test_familiar_constructors(capsys) -> None:
     with pytest.warns(UserWarning, match="ablation_layer"):
         ablation = camlens.AblationCAM(model, [model.features], ablation_layer=nn.Identity())
     assert ablation.batch_size is None
-    camlens.AblationCAM(model, [model.features], batch_size=8, progress=True)(x, [1])
-    assert "AblationCAM" in capsys.readouterr().err  # the progress bar, on request only
-    camlens.ScoreCAM(model, [model.features])(x, [1])
+    capsys.readouterr()
+    camlens.AblationCAM(model, [model.features], batch_size=8)(x, [1])
+    assert "AblationCAM" in capsys.readouterr().err  # the progress bar, on by default
+    camlens.ScoreCAM(model, [model.features], progress=False)(x, [1])
     assert capsys.readouterr().err == ""
+    explained = camlens.Explainer(model, [model.features], "scorecam")
+    explained(x, [1])
+    assert capsys.readouterr().err == ""  # camlens's own front ends stay quiet
 
 
 @pytest.mark.parametrize(

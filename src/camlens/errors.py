@@ -8,6 +8,8 @@ unknown layer, ``IndexError`` for a class index out of range, ...), so existing
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "CamlensError",
     "ImageLoadError",
@@ -17,9 +19,11 @@ __all__ = [
     "ModelOutputError",
     "NonFiniteError",
     "OptionError",
+    "SlowRunWarning",
     "TargetError",
     "UnknownMethodError",
     "UnsupportedModeError",
+    "caller_stacklevel",
 ]
 
 
@@ -74,3 +78,19 @@ class OptionError(CamlensError, TypeError, ValueError):
     Derives from ``TypeError`` (an unexpected keyword argument) and ``ValueError`` (a bad
     value), so either ``except`` clause catches it.
     """
+
+
+class SlowRunWarning(UserWarning):
+    """A method that re-runs the model will take long: the estimate, and what to try."""
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside camlens, so that a warning points at
+    the user's line however many camlens calls are in between (call it in the function
+    that calls :func:`warnings.warn`)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("camlens"):
+        frame = frame.f_back
+        level += 1
+    return level

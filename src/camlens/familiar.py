@@ -9,7 +9,6 @@ formula and its paper live with the method in :mod:`camlens.methods`, the pipeli
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from camlens.errors import caller_stacklevel as _caller_level
 from camlens.familiar_extension import FamiliarExtension
 from camlens.layers import LayerSpec
 from camlens.methods.perturbation import DEFAULT_MEMORY_BUDGET_MB
@@ -131,18 +131,6 @@ class BaseCAM(FamiliarExtension):
         return self.options
 
 
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside camlens, so that a warning points at
-    the user's line however many camlens constructors are in between."""
-    frame = sys._getframe(1)
-    level = 1
-    package = __name__.rsplit(".", 1)[0]
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
-        frame = frame.f_back
-        level += 1
-    return level
-
-
 class CAM(BaseCAM):
     """CAM (Zhou et al., CVPR 2016): classifier weights × activations; needs GAP + linear."""
 
@@ -254,7 +242,8 @@ class ScoreCAM(_PerturbationCAM):
         batch_size: masked inputs per forward pass; ``None`` (default) sizes chunks from
             ``memory_budget_mb``. Settable later as ``cam.batch_size``.
         memory_budget_mb: approximate extra memory for one chunk of masked inputs.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar with the ETA (on by default, as in pytorch-grad-cam;
+            False for quiet).
         top_k: speed-up that trades exactness: mask only the ``top_k`` channels with the
             largest mean activation (the others get weight 0). Off by default.
     """
@@ -270,7 +259,7 @@ class ScoreCAM(_PerturbationCAM):
         *,
         batch_size: int | None = None,
         memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
-        progress: bool = False,
+        progress: bool = True,
         top_k: int | None = None,
     ) -> None:
         super().__init__(
@@ -301,7 +290,8 @@ class AblationCAM(_PerturbationCAM):
         ratio_channels_to_ablate: ablate only this share of the channels, those with the
             largest mean absolute activation; the others get weight 0 (1.0: all, exact).
         memory_budget_mb: approximate extra memory for one chunk of ablated copies.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar with the ETA (on by default, as in pytorch-grad-cam;
+            False for quiet).
         rerun: ``"auto"`` (re-run only what follows the layer where the model allows it) or
             ``"full"`` (always re-run the whole model; same maps, slower).
     """
@@ -319,7 +309,7 @@ class AblationCAM(_PerturbationCAM):
         *,
         use_cuda: bool | None = None,
         memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
-        progress: bool = False,
+        progress: bool = True,
         rerun: str = "auto",
     ) -> None:
         if ablation_layer is not None:

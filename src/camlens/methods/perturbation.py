@@ -24,6 +24,7 @@ targets. This module holds everything about that which is not the perturbation i
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,13 @@ from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
 from camlens.capture import borrowed
-from camlens.errors import CamlensError, ModelOutputError, TargetError
+from camlens.errors import (
+    CamlensError,
+    ModelOutputError,
+    SlowRunWarning,
+    TargetError,
+    caller_stacklevel,
+)
 from camlens.methods.reduction import first_principal_component
 from camlens.methods.registry import Option, RunContext
 from camlens.targets import target_score
@@ -206,6 +213,10 @@ def score_outputs(context: RunContext, scores: torch.Tensor, image: int) -> torc
     return torch.stack(columns, dim=1)
 
 
+#: A method's re-runs estimated (after the first chunk) to take longer than this warn, with
+#: the estimate and what to try (pytorch-grad-cam users have no such estimate).
+SLOW_RUN_SECONDS = 120.0
+
 #: torch's warning when ``vmap`` meets an operator without a batching rule.
 _NO_BATCHING_RULE = ".*not yet implemented the batching rule.*"
 
@@ -218,10 +229,22 @@ class ForwardFailed(RuntimeError):
 class Rerun:
     """Runs chunks of perturbed copies through the borrowed model (see :func:`reruns`)."""
 
-    def __init__(self, context: RunContext, handles: list[RemovableHandle], bar: Any) -> None:
+    def __init__(
+        self,
+        context: RunContext,
+        handles: list[RemovableHandle],
+        bar: Any,
+        *,
+        description: str = "",
+        total: int = 0,
+    ) -> None:
         self.context = context
         self.handles = handles
         self.bar = bar
+        self.description = description
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
 
     def hook(self, layer: nn.Module, hook: Callable[..., Any]) -> RemovableHandle:
         """Register a forward hook for the rest of the re-runs (removed on exit)."""
@@ -297,8 +320,24 @@ class Rerun:
         return values.clone()
 
     def advance(self, count: int) -> None:
-        """Count ``count`` perturbations as done on the progress bar."""
+        """Count ``count`` perturbations as done on the progress bar; after the first chunk,
+        warn if the whole run is estimated to take longer than :data:`SLOW_RUN_SECONDS`."""
+        first = self.done == 0
+        self.done += count
         self.bar.update(count)
+        if not first or self.done >= self.total:
+            return
+        per_copy = (time.perf_counter() - self.started) / self.done
+        estimate = per_copy * self.total
+        if estimate > SLOW_RUN_SECONDS:
+            warnings.warn(
+                f"{self.description}: about {_duration(estimate)} for {self.total} re-runs of "
+                f"the model ({per_copy:.2g} s each, measured on the first chunk). Faster: "
+                "fewer channels (ScoreCAM top_k, AblationCAM ratio; not exact), a GPU "
+                "(model.to('cuda')), or an earlier layer with fewer channels.",
+                SlowRunWarning,
+                stacklevel=caller_stacklevel(),
+            )
 
 
 @contextmanager
@@ -310,7 +349,16 @@ def reruns(context: RunContext, *, description: str, total: int) -> Iterator[Rer
         borrowed(context.model) as handles,
         tqdm(total=total, desc=description, unit="copy", disable=not enabled) as bar,
     ):
-        yield Rerun(context, handles, bar)
+        yield Rerun(context, handles, bar, description=description, total=total)
+
+
+def _duration(seconds: float) -> str:
+    """``"3 min"``, ``"1.4 h"``: a duration for people."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def ratio_count(ratio: float, channels: int) -> int:
