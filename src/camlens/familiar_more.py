@@ -41,7 +41,7 @@ from camlens.reshape import ReshapeTransform
 from camlens.steps import forward_capture, model_device, model_dtype, prepare_input, to_grid
 from camlens.targets import FinerWeightedTarget
 from camlens.tokens import token_layout
-from camlens.wrappers import base_explainer
+from camlens.wrappers import FamiliarWrapper, base_explainer
 
 __all__ = [
     "KPCA_CAM",
@@ -328,7 +328,7 @@ def finer_targets(
     return [FinerWeightedTarget(row[0], [row[rank] for rank in ranks], alpha) for row in order]
 
 
-class FinerCAM:
+class FinerCAM(FamiliarWrapper):
     """Finer-CAM (Zhang et al., CVPR 2025) under pytorch-grad-cam 1.5.7's call:
     ``FinerCAM(model, target_layers, reshape_transform=None, base_method=GradCAM)(
     input_tensor, targets=None, eigen_smooth=False, alpha=1, comparison_categories=None,
@@ -352,13 +352,6 @@ class FinerCAM:
     ) -> None:
         self.base_cam = base_explainer(model, target_layers, reshape_transform, base_method)
         self.model = model
-
-    def __enter__(self) -> FinerCAM:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Nothing to release: hooks exist only during a call."""
-        return None
 
     def explain(
         self,

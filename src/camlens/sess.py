@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +54,7 @@ from camlens.postprocess import min_max
 from camlens.reshape import ReshapeTransform
 from camlens.steps import prepare_input
 from camlens.targets import target_score
-from camlens.wrappers import base_explainer, fixed_targets
+from camlens.wrappers import FamiliarWrapper, base_explainer, fixed_targets
 
 __all__ = ["SESS", "SESS_OPTIONS", "sess", "window_starts"]
 
@@ -276,7 +275,7 @@ def sess(
     )
 
 
-class SESS:
+class SESS(FamiliarWrapper):
     """SESS (:func:`sess`) under pytorch-grad-cam 1.5.7's call: ``SESS(model, target_layers,
     reshape_transform=None, base_method=GradCAM, scales=None, num_scales=12,
     scale_step_ratio=2/7, window_size=None, step_size=None, pre_filter_ratio=0.0, theta=0.0,
@@ -322,13 +321,6 @@ class SESS:
         for name in ("num_scales", "scale_step_ratio", "pre_filter_ratio", "theta", "pool"):
             next(o for o in SESS_OPTIONS if o.name == name).check(self.settings[name], "SESS")
 
-    def __enter__(self) -> SESS:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Nothing to release: hooks exist only during a call."""
-        return None
-
     def explain(
         self,
         input_tensor: torch.Tensor,
@@ -340,12 +332,3 @@ class SESS:
         return sess(
             self.base_cam, input_tensor, targets, eigen_smooth=eigen_smooth, **self.settings
         )
-
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Sequence[Any] | None = None,
-        eigen_smooth: bool = False,
-    ) -> np.ndarray:
-        """Final maps ``(B, H, W)`` as float32 numpy in [0, 1]."""
-        return self.explain(input_tensor, targets, eigen_smooth=eigen_smooth).numpy()

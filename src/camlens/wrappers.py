@@ -30,7 +30,14 @@ from camlens.reshape import ReshapeTransform
 from camlens.steps import forward_capture, prepare_input
 from camlens.target_sets import TargetSet, resolve_targets
 
-__all__ = ["NOISE_TUNNEL_OPTIONS", "RefineCAM", "base_explainer", "noise_tunnel", "refine_cam"]
+__all__ = [
+    "NOISE_TUNNEL_OPTIONS",
+    "FamiliarWrapper",
+    "RefineCAM",
+    "base_explainer",
+    "noise_tunnel",
+    "refine_cam",
+]
 
 #: The noise tunnel's parameters, declared and checked like a method's options.
 NOISE_TUNNEL_OPTIONS = (
@@ -210,7 +217,34 @@ def refine_cam(
     return explanation
 
 
-class RefineCAM:
+class FamiliarWrapper:
+    """What the familiar classes made of another method share (``RefineCAM``, ``SESS``,
+    ``FinerCAM``): a context manager with nothing to release (hooks exist only during a
+    call), and ``cam(input_tensor, targets, eigen_smooth)`` → final maps as numpy, from the
+    subclass's ``explain``."""
+
+    def __enter__(self) -> FamiliarWrapper:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def explain(
+        self, input_tensor: torch.Tensor, targets: Any = None, *, eigen_smooth: bool = False
+    ) -> Explanation:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | None = None,
+        eigen_smooth: bool = False,
+    ) -> np.ndarray:
+        """Final maps ``(B, *input_spatial)`` as float32 numpy in [0, 1]."""
+        return self.explain(input_tensor, targets, eigen_smooth=eigen_smooth).numpy()
+
+
+class RefineCAM(FamiliarWrapper):
     """RefineCAM (:func:`refine_cam`) under pytorch-grad-cam 1.5.7's call:
     ``RefineCAM(model, target_layers, reshape_transform=None, base_method=GradCAMPlusPlus,
     **kwargs)(input_tensor, targets=None, eigen_smooth=False)``; ``base_method`` is a
@@ -229,13 +263,6 @@ class RefineCAM:
             model, target_layers, reshape_transform, base_method, **kwargs
         )
 
-    def __enter__(self) -> RefineCAM:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Nothing to release: hooks exist only during a call."""
-        return None
-
     def explain(
         self,
         input_tensor: torch.Tensor,
@@ -245,12 +272,3 @@ class RefineCAM:
     ) -> Explanation:
         """The explanation with the refined ``maps`` (see :func:`refine_cam`)."""
         return refine_cam(self.base_cam, input_tensor, targets, eigen_smooth=eigen_smooth)
-
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Sequence[Any] | None = None,
-        eigen_smooth: bool = False,
-    ) -> np.ndarray:
-        """Final maps ``(B, *input_spatial)`` as float32 numpy in [0, 1]."""
-        return self.explain(input_tensor, targets, eigen_smooth=eigen_smooth).numpy()
