@@ -39,7 +39,7 @@ from camlens.distributed.worker import (
 )
 from camlens.jobs.folder import RunFolder
 from camlens.jobs.plan import Plan
-from camlens.jobs.runner import RunCounts, skipped_entry
+from camlens.jobs.runner import RunCounts, pending_batches
 
 __all__ = ["RayEngine"]
 
@@ -84,19 +84,8 @@ class RayEngine:
     ) -> RunCounts:
         """Explain the batches of ``plan`` not done yet and record their entries."""
         counts = RunCounts()
-        finished = {key for key, entry in done.items() if entry.get("status") == "done"}
-        for item, reason in plan.unusable:
-            if item.key not in finished:
-                folder.record(skipped_entry(item, reason))
-                counts.skipped += 1
-            progress.update(1)
-        rows = []
-        for batch in plan.batches:
-            missing = sum(item.key not in finished for item in batch.items)
-            counts.already += len(batch.items) - missing
-            progress.update(len(batch.items) - missing)
-            if missing:
-                rows.append(batch_row(batch, finished))
+        finished, todo = pending_batches(plan, folder, done, progress, counts)
+        rows = [batch_row(batch, finished) for batch in todo]
         if not rows:
             return counts
         try:

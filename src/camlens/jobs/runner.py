@@ -31,7 +31,14 @@ from camlens.jobs.folder import RunFolder
 from camlens.jobs.plan import Batch, Item, Plan
 from camlens.jobs.reader import stream
 
-__all__ = ["Processor", "RunCounts", "failure_reason", "run_plan", "skipped_entry"]
+__all__ = [
+    "Processor",
+    "RunCounts",
+    "failure_reason",
+    "pending_batches",
+    "run_plan",
+    "skipped_entry",
+]
 
 #: ``(items, images) -> one manifest entry per item`` (files already written). Raises when
 #: the model cannot run the batch.
@@ -68,6 +75,32 @@ def failure_reason(error: BaseException) -> str:
     return f"{hint} ({text.splitlines()[0][:300]})"
 
 
+def pending_batches(
+    plan: Plan,
+    folder: RunFolder,
+    done: Mapping[str, Mapping[str, Any]],
+    progress: Any,
+    counts: RunCounts,
+) -> tuple[set[str], list[Batch]]:
+    """What is left to do: records the plan's unusable inputs not yet in the manifest,
+    counts the items already done (and shows them on ``progress``), and returns the keys
+    already done and the batches with at least one item missing (every engine's start)."""
+    finished = {key for key, entry in done.items() if entry.get("status") == "done"}
+    for item, reason in plan.unusable:
+        if item.key not in finished:
+            folder.record(skipped_entry(item, reason))
+            counts.skipped += 1
+        progress.update(1)
+    todo = []
+    for batch in plan.batches:
+        missing = sum(item.key not in finished for item in batch.items)
+        counts.already += len(batch.items) - missing
+        progress.update(len(batch.items) - missing)
+        if missing:
+            todo.append(batch)
+    return finished, todo
+
+
 def run_plan(
     plan: Plan,
     folder: RunFolder,
@@ -81,19 +114,7 @@ def run_plan(
 ) -> RunCounts:
     """Explain the plan's batches that are not done; see the module docstring."""
     counts = RunCounts()
-    finished = {key for key, entry in done.items() if entry.get("status") == "done"}
-    for item, reason in plan.unusable:
-        if item.key not in finished:
-            folder.record(skipped_entry(item, reason))
-            counts.skipped += 1
-        progress.update(1)
-    todo = []
-    for batch in plan.batches:
-        missing = [item for item in batch.items if item.key not in finished]
-        counts.already += len(batch.items) - len(missing)
-        progress.update(len(batch.items) - len(missing))
-        if missing:
-            todo.append(batch)
+    finished, todo = pending_batches(plan, folder, done, progress, counts)
 
     def read_batch(batch: Batch) -> list[np.ndarray | BaseException]:
         images: list[np.ndarray | BaseException] = []
