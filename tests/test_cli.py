@@ -256,6 +256,9 @@ def test_help_and_methods(capsys) -> None:
     assert "hirescam" in listed
     assert "re-runs the model" in listed["scorecam"]
     assert "re-runs the model" not in listed["kpcacam"]  # a runner that only reads activations
+    for name in ("camlens.guided_gradcam", "camlens.DeepFeatureFactorization", "SESS",
+                 "camlens.wrappers.noise_tunnel", "RefineCAM", "camlens.FinerCAM"):  # fmt: skip
+        assert any(name in line for line in listed.values()), name
 
 
 def test_help_states_each_default_once(capsys) -> None:

@@ -37,4 +37,27 @@ def run(args: argparse.Namespace) -> int:
         for option in method.options:
             print(f"    --option {option.describe()}")
             print(f"        {option.help}")
+    print()
+    print("From Python only (they combine other methods or are not layer maps):")
+    for name, what, reference in PYTHON_ONLY:
+        print(f"{name:50s} {what:46s} {reference}")
     return 0
+
+
+#: What the library offers beyond the registry, with the call and the paper.
+PYTHON_ONLY = (
+    ("camlens.guided_backprop / GuidedBackpropReLUModel", "input-space gradients, guided ReLUs",
+     "Springenberg et al., ICLR Workshops 2015"),
+    ("camlens.guided_gradcam", "guided backprop × any method's map",
+     "Selvaraju et al., ICCV 2017"),
+    ("camlens.DeepFeatureFactorization", "NMF of activations into concepts",
+     "Collins et al., ECCV 2018"),
+    ("camlens.FinerCAM / camlens.finer_targets", "a class against its most similar classes",
+     "Zhang et al., CVPR 2025"),
+    ("camlens.wrappers.refine_cam / RefineCAM", "product of per-layer maps of any method",
+     "Domeniconi et al., arXiv:2605.14641, 2026"),
+    ("camlens.sess.sess / SESS", "scale ensemble of sliding windows, any method",
+     "Tursun et al., ECCV 2022"),
+    ("camlens.wrappers.noise_tunnel", "mean / mean of squares / variance over noise",
+     "Smilkov et al., 2017 (SmoothGrad)"),
+)  # fmt: skip
