@@ -21,14 +21,13 @@ pixels are returned exactly.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from camlens.errors import InputShapeError
-from camlens.metrics.multigrid import multigrid_conjugate_gradients
+from camlens.metrics.multigrid import dot, multigrid_conjugate_gradients, warn_if_unconverged
 
 __all__ = ["IMPUTATION_WEIGHTS", "noisy_linear_imputation"]
 
@@ -169,9 +168,6 @@ def _conjugate_gradients(
     Jacobi-preconditioned conjugate gradients (Hestenes & Stiefel 1952); each system has
     its own step sizes, sums run over the last two axes."""
 
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).sum(dim=(-2, -1), keepdim=True)
-
     solution = torch.zeros_like(rhs)
     residual = rhs.clone()
     goal = tolerance * dot(rhs, rhs).sqrt()
@@ -191,16 +187,7 @@ def _conjugate_gradients(
         ratio = torch.where(product > 0, updated / product.clamp_min(1e-30), 0.0)
         direction = preconditioned + ratio * direction
         product = updated
-    size = dot(rhs, rhs).sqrt()
-    relative = torch.where(size > 0, dot(residual, residual).sqrt() / size.clamp_min(1e-30), 0.0)
-    worst = float(relative.max())
-    if worst > tolerance:
-        warnings.warn(
-            f"the imputation solver stopped after {max_iterations} iterations with a relative "
-            f"residual of {worst:.2e} (> tolerance {tolerance:.0e}); raise `max_iterations`.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    warn_if_unconverged(rhs, residual, tolerance, max_iterations)
     return solution
 
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["multigrid_conjugate_gradients"]
+__all__ = ["dot", "multigrid_conjugate_gradients", "warn_if_unconverged"]
 
 #: The coarsest grid holds at most this many points and is solved by a dense factorisation.
 _COARSEST_POINTS = 100
@@ -265,6 +265,28 @@ def _v_cycle(levels: list[_Level], coarsest: Operator, residual: torch.Tensor) -
     return correction
 
 
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Inner products of every ``(image, channel)`` system at once (over the last two axes)."""
+    return (a * b).sum(dim=(-2, -1), keepdim=True)
+
+
+def warn_if_unconverged(
+    rhs: torch.Tensor, residual: torch.Tensor, tolerance: float, max_iterations: int
+) -> None:
+    """Warn (at the caller's caller) when a system's relative residual is above
+    ``tolerance`` after ``max_iterations``: the solution is returned all the same."""
+    size = dot(rhs, rhs).sqrt()
+    relative = torch.where(size > 0, dot(residual, residual).sqrt() / size.clamp_min(1e-30), 0.0)
+    worst = float(relative.max())
+    if worst > tolerance:
+        warnings.warn(
+            f"the imputation solver stopped after {max_iterations} iterations with a relative "
+            f"residual of {worst:.2e} (> tolerance {tolerance:.0e}); raise `max_iterations`.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def multigrid_conjugate_gradients(
     apply: Operator,
     rhs: torch.Tensor,
@@ -295,9 +317,6 @@ def multigrid_conjugate_gradients(
         The solution and the number of iterations run.
     """
 
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).sum(dim=(-2, -1), keepdim=True)
-
     levels, coarsest = _hierarchy(unknown, apply, diagonal, off_diagonal)
     solution = torch.zeros_like(rhs)
     residual = rhs.clone()
@@ -327,15 +346,5 @@ def multigrid_conjugate_gradients(
         ratio = torch.where(product > 0, updated / product.clamp_min(1e-30), 0.0)
         direction = preconditioned + ratio * direction
         product = updated
-    size = dot(rhs, rhs).sqrt()
-    residual = rhs - apply(solution)
-    relative = torch.where(size > 0, dot(residual, residual).sqrt() / size.clamp_min(1e-30), 0.0)
-    worst = float(relative.max())
-    if worst > tolerance:
-        warnings.warn(
-            f"the imputation solver stopped after {max_iterations} iterations with a relative "
-            f"residual of {worst:.2e} (> tolerance {tolerance:.0e}); raise `max_iterations`.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    warn_if_unconverged(rhs, rhs - apply(solution), tolerance, max_iterations)
     return solution, iteration
