@@ -39,7 +39,7 @@ from camlens.distributed.worker import (
 )
 from camlens.jobs.folder import RunFolder
 from camlens.jobs.plan import Plan
-from camlens.jobs.runner import RunCounts, pending_batches
+from camlens.jobs.runner import RunCounts, pending_batches, record_entry
 
 __all__ = ["RayEngine"]
 
@@ -90,15 +90,7 @@ class RayEngine:
             return counts
         try:
             for row in self._dataset(rows).iter_rows():
-                entry = json.loads(row[ENTRY_COLUMN])
-                if entry["key"] in finished:
-                    continue
-                folder.record(entry)
-                if entry["status"] == "done":
-                    counts.done += 1
-                else:
-                    counts.skipped += 1
-                progress.update(1)
+                record_entry(json.loads(row[ENTRY_COLUMN]), folder, finished, counts, progress)
         except KeyboardInterrupt:
             raise
         except Exception as error:  # Ray gave up: a worker kept dying, or cannot start

@@ -36,6 +36,7 @@ __all__ = [
     "RunCounts",
     "failure_reason",
     "pending_batches",
+    "record_entry",
     "run_plan",
     "skipped_entry",
 ]
@@ -135,15 +136,27 @@ def run_plan(
                 counts.skipped += 1
                 progress.update(1)
         for entry in _explain(readable, process):
-            if entry["key"] in finished:
-                continue
-            folder.record(entry)
-            if entry["status"] == "done":
-                counts.done += 1
-            else:
-                counts.skipped += 1
-            progress.update(1)
+            record_entry(entry, folder, finished, counts, progress)
     return counts
+
+
+def record_entry(
+    entry: Mapping[str, Any],
+    folder: RunFolder,
+    finished: set[str],
+    counts: RunCounts,
+    progress: Any,
+) -> None:
+    """Record a processed item's entry (its files are in place) unless an earlier run
+    finished it, and count it (every engine's end of an item)."""
+    if entry["key"] in finished:
+        return
+    folder.record(entry)
+    if entry["status"] == "done":
+        counts.done += 1
+    else:
+        counts.skipped += 1
+    progress.update(1)
 
 
 def _explain(readable: list[tuple[Item, np.ndarray]], process: Processor) -> list[dict[str, Any]]:
