@@ -172,6 +172,7 @@ def timed_job(argv: list[str], report: Path) -> None:
     over calls; the reader runs in threads, so its time overlaps the rest)."""
     import camlens.cli.explain as cli_explain
     import camlens.jobs.explain as job_explain
+    import camlens.jobs.settings as job_settings
     from camlens.cli import main
 
     totals: dict[str, float] = {}
@@ -191,7 +192,7 @@ def timed_job(argv: list[str], report: Path) -> None:
         setattr(module, name, timed)
 
     wrap(cli_explain, "read_image", "decode (reader threads)")
-    wrap(job_explain, "explain_segmentation", "engine (explain_segmentation)")
+    wrap(job_settings, "explain_segmentation", "engine (explain_segmentation)")
     wrap(job_explain, "save_npz", "raw .npz (uncompressed)")
     wrap(job_explain, "add_segmentation_image", "overlays + report section (PNGs)")
     wrap(cli_explain, "run_plan", "run_plan (the whole stream)")

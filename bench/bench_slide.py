@@ -33,8 +33,8 @@ from pathlib import Path
 def _child(args: argparse.Namespace) -> None:
     import torch
 
+    import camlens.jobs.settings as settings_module
     import camlens.slide.outputs as outputs_module
-    import camlens.slide.process as process_module
     import camlens.slide.run as run_module
     from camlens.demo.classes import CLASS_NAMES
     from camlens.demo.models import MEAN, STD, load_demo_model
@@ -52,7 +52,7 @@ def _child(args: argparse.Namespace) -> None:
 
         return wrapper
 
-    process_module.explain_segmentation = timed("model", process_module.explain_segmentation)
+    settings_module.explain_segmentation = timed("model", settings_module.explain_segmentation)
     run_module.read_analysis = timed("read", run_module.read_analysis)
     run_module.stitch = timed("stitch", run_module.stitch)
     run_module.write_outputs = timed("outputs", outputs_module.write_outputs)

@@ -32,10 +32,10 @@ from camlens.explainer import Explainer
 from camlens.explanation import Explanation
 from camlens.jobs.padding import crop, pad_batch, padding_for
 from camlens.jobs.plan import Item
-from camlens.jobs.settings import JobSettings, batch_inputs
+from camlens.jobs.settings import JobSettings, batch_inputs, explain_classes
 from camlens.report import Report
 from camlens.report.content import add_classification_image, add_segmentation_image
-from camlens.segmentation import SegmentationExplanation, explain_segmentation
+from camlens.segmentation import SegmentationExplanation
 from camlens.steps import model_dtype
 from camlens.targets import ClassifierOutputTarget
 
@@ -85,16 +85,7 @@ class ExplainBatch:
         if any(padding):
             region = torch.zeros(inputs.shape[-2:], dtype=torch.bool, device=inputs.device)
             region = crop_assign(region, padding)
-        result = explain_segmentation(
-            self.model,
-            inputs,
-            classes=settings.classes,
-            methods=settings.methods,
-            layers=settings.layer_spec,
-            class_names=settings.class_names,
-            options=settings.options,
-            region=region,
-        )
+        result = explain_classes(self.model, inputs, settings, region=region)
         if any(padding):
             result = _cropped(result, padding)
         records = result.records()

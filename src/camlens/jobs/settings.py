@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from camlens.image import preprocess_image
+from camlens.segmentation import SegmentationExplanation, explain_segmentation
 
-__all__ = ["JobSettings", "batch_inputs"]
+__all__ = ["JobSettings", "batch_inputs", "explain_classes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,3 +67,24 @@ def batch_inputs(
     on the model's device and in its floating dtype (a float16 model gets float16 inputs)."""
     batch = torch.cat([preprocess_image(image, settings.mean, settings.std) for image in images])
     return batch.to(device, dtype)
+
+
+def explain_classes(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    settings: JobSettings,
+    *,
+    region: torch.Tensor | None = None,
+) -> SegmentationExplanation:
+    """A segmenter's batch explained as the settings say (classes, methods, layers, class
+    names, options): every requested class and method from one forward pass."""
+    return explain_segmentation(
+        model,
+        inputs,
+        classes=settings.classes,
+        methods=settings.methods,
+        layers=settings.layer_spec,
+        class_names=settings.class_names,
+        options=settings.options,
+        region=region,
+    )

@@ -31,9 +31,9 @@ from torch import nn
 
 from camlens.atomic import save_npz
 from camlens.jobs.plan import Item
-from camlens.jobs.settings import JobSettings, batch_inputs
+from camlens.jobs.settings import JobSettings, batch_inputs, explain_classes
 from camlens.postprocess import upsample
-from camlens.segmentation import SegmentationExplanation, explain_segmentation
+from camlens.segmentation import SegmentationExplanation
 from camlens.slide.stitch import map_label
 from camlens.slide.tiling import Tile, TileGrid
 from camlens.steps import model_dtype
@@ -84,28 +84,13 @@ class TileBatch:
         self.out = Path(out)
         self.device = device
         self.dtype = model_dtype(model)
-        #: filled by the first batch: the (method, map) pairs, the classes, the class count
-        self.layout: dict[str, Any] = {}
 
     def __call__(self, items: Sequence[Item], images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         settings = self.settings
         (self.out / "tiles").mkdir(parents=True, exist_ok=True)
         inputs = batch_inputs(images, settings, self.device, self.dtype)
-        result = explain_segmentation(
-            self.model,
-            inputs,
-            classes=settings.classes,
-            methods=settings.methods,
-            layers=settings.layer_spec,
-            class_names=settings.class_names,
-            options=settings.options,
-        )
+        result = explain_classes(self.model, inputs, settings)
         pairs = map_keys(result.map_names, result.methods)
-        self.layout = {
-            "maps": pairs,
-            "classes": list(result.classes),
-            "count": int(result.outputs.shape[1]),
-        }
         side = self.grid.tile // self.grid.downsample
         maps = torch.stack(
             [
@@ -135,7 +120,7 @@ class TileBatch:
     ) -> dict[str, Any]:
         y0, y1, x0, x1 = self.grid.core(tile)
         core = labels[y0:y1, x0:x1]
-        owned = torch.bincount(core.flatten(), minlength=self.layout["count"]).tolist()
+        owned = torch.bincount(core.flatten(), minlength=result.outputs.shape[1]).tolist()
         step = self.grid.downsample
         cy0, cy1 = y0 // step, max(y0 // step + 1, -(-y1 // step))
         cx0, cx1 = x0 // step, max(x0 // step + 1, -(-x1 // step))
