@@ -49,10 +49,12 @@ __all__ = [
     "ConfidenceChange",
     "PerturbationCurve",
     "RoadResult",
+    "baseline_values",
     "confidence_change",
     "deletion",
     "insertion",
     "road",
+    "seeded_normal",
 ]
 
 Baseline = float | torch.Tensor | Literal["blur"]
@@ -124,7 +126,7 @@ class ConfidenceChange:
     increase_rate: torch.Tensor
 
 
-def _baseline(inputs: torch.Tensor, baseline: Baseline, blur_sigma: float) -> torch.Tensor:
+def baseline_values(inputs: torch.Tensor, baseline: Baseline, blur_sigma: float) -> torch.Tensor:
     """The ``(B, C, H, W)`` image that replaces removed pixels."""
     if isinstance(baseline, str):
         if baseline != "blur":
@@ -159,7 +161,7 @@ def _curve(
         raise ValueError(f"`steps` must be at least 1, got {steps}")
     inputs, maps = check_batch(model, inputs, maps)
     scorer = Scorer(model, inputs, targets, score=score, batch_size=batch_size)
-    base = _baseline(inputs, baseline, blur_sigma)
+    base = baseline_values(inputs, baseline, blur_sigma)
     batch, _, height, width = inputs.shape
     pixels = height * width
     ranks = relevance_ranks(maps)  # (B, H*W), 0 = most relevant
@@ -333,7 +335,7 @@ def road(
         if noise_std > 0:
             noise = torch.stack(
                 [
-                    _seeded_normal(seed + index, (channels, height, width), inputs)
+                    seeded_normal(seed + index, (channels, height, width), inputs)
                     for index in range(chunk.start, chunk.stop)
                 ]
             )
@@ -361,7 +363,7 @@ def road(
     )
 
 
-def _seeded_normal(seed: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+def seeded_normal(seed: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """Standard normal noise from a generator of its own (on the CPU, so that a seed gives
     the same noise on every device), moved to ``like``'s device and dtype."""
     generator = torch.Generator().manual_seed(int(seed))

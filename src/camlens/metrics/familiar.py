@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from camlens.metrics._scoring import check_batch, relevance_ranks
-from camlens.metrics.faithfulness import RoadResult, _seeded_normal, confidence_change, road
+from camlens.metrics.faithfulness import RoadResult, confidence_change, road, seeded_normal
 from camlens.metrics.imputation import noisy_linear_imputation
 
 __all__ = [
@@ -184,7 +184,7 @@ class ROADMostRelevantFirst(_Road):
             shape = tuple(inputs.shape[1:])
             noise = torch.stack(
                 [
-                    _seeded_normal(self.seed + 2 * i + order, shape, inputs)
+                    seeded_normal(self.seed + 2 * i + order, shape, inputs)
                     for i in range(len(inputs))
                 ]
             )

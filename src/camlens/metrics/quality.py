@@ -32,7 +32,7 @@ from camlens.capture import borrowed
 from camlens.errors import InputShapeError
 from camlens.masks import positive_mass_in_mask
 from camlens.metrics._scoring import ScoreKind, Scorer, check_batch, relevance_ranks
-from camlens.metrics.faithfulness import Baseline, _baseline
+from camlens.metrics.faithfulness import Baseline, baseline_values
 from camlens.metrics.sanity import ExplainFunction
 from camlens.postprocess import upsample
 
@@ -305,7 +305,7 @@ def faithfulness_correlation(
         )
     samples, subset_size = int(samples), int(subset_size)
     scorer = Scorer(model, inputs, targets, score=score, batch_size=batch_size)
-    base = _baseline(inputs, baseline, blur_sigma)
+    base = baseline_values(inputs, baseline, blur_sigma)
     generator = torch.Generator().manual_seed(int(seed))
     # (B, samples, subset_size) pixel indices: the subset_size smallest of uniform keys are a
     # uniform subset. One draw per image keeps the keys at (samples, H·W) at a time.
