@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +107,18 @@ def snapshot() -> Any:
 
 def clone_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """With ``CAMLENS_FORBID_SKIPS`` set (``.ci/run`` sets it), a skipped test fails: in CI
+    every test must run for real (its extra, Chromium and Ray are installed there)."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        os.environ.get("CAMLENS_FORBID_SKIPS")
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {report.longrepr}"
