@@ -314,3 +314,32 @@ def test_partial_only_line_and_long_tail_are_cut_off(tmp_path: Path) -> None:
     log.write_bytes(b"y" * 10_000)
     append_line(log, "c")
     assert log.read_bytes() == b"c\n"
+
+
+def test_an_interrupt_inside_the_open_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    """Ctrl-C can land after ``open`` created the temporary file but before it returned."""
+    import builtins
+
+    import camlens.atomic as atomic
+
+    real_open = builtins.open
+
+    def interrupted(path, mode="r", *args, **kwargs):
+        real_open(path, mode, *args, **kwargs).close()  # the file now exists
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "open", interrupted, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_bytes(tmp_path / "out.bin", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_name_that_already_exists_is_never_removed(tmp_path, monkeypatch) -> None:
+    import camlens.atomic as atomic
+
+    taken = tmp_path / ".taken.partial"
+    taken.write_bytes(b"someone else's")
+    monkeypatch.setattr(atomic, "partial_path", lambda path: taken)
+    with pytest.raises(FileExistsError):
+        atomic.write_bytes(tmp_path / "out.bin", b"x")
+    assert taken.read_bytes() == b"someone else's"

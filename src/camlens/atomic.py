@@ -124,20 +124,28 @@ def atomic_open(
     path = Path(path)
     partial = partial_path(path)
     handle: IO[Any] | None = None
+    mine = True  # the temporary name is unique to this call: a file there is ours ...
     try:
-        if mode == "wb":
-            handle = open(partial, "xb")  # noqa: SIM115 - closed below, on every path
-        else:
-            handle = open(partial, "x", encoding=encoding or "utf-8", newline=newline)  # noqa: SIM115
+        try:
+            if mode == "wb":
+                handle = open(partial, "xb")  # noqa: SIM115 - closed below, on every path
+            else:
+                handle = open(partial, "x", encoding=encoding or "utf-8", newline=newline)  # noqa: SIM115
+        except FileExistsError:
+            mine = False  # ... unless it was there before: never removed
+            raise
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
         os.replace(partial, path)
     except BaseException:
-        if handle is not None:  # only a file this call created is ever removed
+        # Also when the open itself was interrupted (Ctrl-C after the file was created but
+        # before ``handle`` was set), which used to leave the temporary file behind.
+        if handle is not None:
             with contextlib.suppress(Exception):
                 handle.close()
+        if mine:
             with contextlib.suppress(OSError):
                 os.unlink(partial)
         raise
