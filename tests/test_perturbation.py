@@ -145,7 +145,8 @@ class SkipAndItem(nn.Module):
     ("case", "used"),
     [
         ("resnet", None),  # the expanded batch works: no message
-        ("deeplab", "torch.vmap over the ablations"),  # skip connection from layer1
+        # skip connection from layer1; ASPP's convolutions read layer4
+        ("deeplab", "torch.vmap with the linear modules after the layer run once"),
         ("skip-and-item", "whole-model re-runs"),
     ],
 )

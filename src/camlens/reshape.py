@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,13 @@ from torch import nn
 from camlens.errors import InputShapeError
 from camlens.tokens import TokenLayout
 
-__all__ = ["ReshapeTransform", "channels_last", "default_reshape", "tokens_to_grid"]
+__all__ = [
+    "ReshapeTransform",
+    "channel_positions",
+    "channels_last",
+    "default_reshape",
+    "tokens_to_grid",
+]
 
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -176,3 +183,39 @@ def fasterrcnn_reshape_transform(x: dict[str, torch.Tensor]) -> torch.Tensor:
         for value in x.values()
     ]
     return torch.cat(levels, dim=1)
+
+
+def channel_positions(
+    layer: nn.Module,
+    output: torch.Tensor,
+    reshape: Any,
+    channels: int,
+) -> torch.Tensor:
+    """``(C, G)``: for each grid channel, the flat positions in one item of the layer's raw
+    output that the reshape puts on the grid (found by reshaping a tensor of indices)."""
+    numel = output[0].numel()
+    index = torch.arange(numel, dtype=torch.float64, device=output.device)
+    index = index.reshape(1, *output.shape[1:])
+    hint = (
+        "AblationCAM zeroes a channel in the layer's own output, so `reshape_transform` must "
+        "only select and rearrange values (slicing, reshape, transpose)"
+    )
+    try:
+        grid = reshape(layer, index)
+    except Exception as error:
+        raise InputShapeError(f"{hint}; it failed on a float64 tensor: {error}") from error
+    if not isinstance(grid, torch.Tensor) or grid.dim() < 3 or grid.shape[:2] != (1, channels):
+        shape = tuple(grid.shape) if isinstance(grid, torch.Tensor) else type(grid).__name__
+        raise InputShapeError(f"{hint}; got {shape} for a single item, not (1, {channels}, ...)")
+    flat = grid[0].reshape(channels, -1)
+    positions = flat.round().long()
+    valid = (
+        grid.dtype == torch.float64
+        and torch.equal(positions.to(flat.dtype), flat)
+        and int(positions.min()) >= 0
+        and int(positions.max()) < numel
+        and torch.unique(positions).numel() == positions.numel()
+    )
+    if not valid:
+        raise InputShapeError(f"{hint}; it computed new values instead.")
+    return positions

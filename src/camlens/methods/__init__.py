@@ -23,7 +23,7 @@ from camlens.methods.registry import (
 #: The built-in families, in the order users see them.
 _FAMILIES = ("gradient", "cam", "eigen", "score", "ablation", "fullgrad")
 #: Modules of this package that hold machinery, not methods.
-_MACHINERY = frozenset({"registry", "perturbation", "reduction"})
+_MACHINERY = frozenset({"registry", "perturbation", "reduction", "linear_delta", "linear_suffix"})
 
 _OTHERS = sorted(info.name for info in pkgutil.iter_modules(__path__))
 for _name in [*_FAMILIES, *(n for n in _OTHERS if n not in _FAMILIES)]:

@@ -17,25 +17,38 @@ drop ×10⁷, finite, and the final [0, 1] map is unchanged by the scaling.
 
 **How the model is re-run.** Ablated copies are produced by a temporary forward hook on the
 target layer that *returns* a new tensor; no module of the model is swapped or modified.
-Three ways, fastest first; ``rerun="auto"`` takes the first that works for the model:
+Four ways, fastest first; ``rerun="auto"`` takes the first that works for the model:
 
 1. *expand*: the image is run once per chunk of ablations at batch 1 and the hook returns an
    expanded batch — copy ``j`` with channel ``k_j`` zeroed — so the layers before the target
    run once per chunk, not once per ablation. This serves models whose later layers use only
    the layer's output, or add earlier tensors by broadcasting (a classifier's head, a ViT
    block's residual sum).
-2. *vmap*: where the rest of the model also reads earlier features (skip connections, as in
-   DeepLabV3+'s decoder), the expanded batch meets a batch-1 tensor: a shape error, a wrong
-   number of outputs, or a wrong score of an unablated control copy that the first chunk
-   carries. Then the forward pass of one image is vectorised over the ablation masks with
-   ``torch.vmap``: what does not depend on the layer (its prefix, the skip features) is
-   still computed once per chunk, only what depends on it is computed per copy.
-3. *full*: where vmap cannot run the model either (e.g. ``.item()`` or data-dependent
+2. *linear*: where the rest of the model also reads earlier features (skip connections, as
+   in DeepLabV3+'s decoder), the expanded batch meets a batch-1 tensor: a shape error, a
+   wrong number of outputs, or a wrong score of an unablated control copy that the first
+   chunk carries. The forward pass of one image is then vectorised over the ablations with
+   ``torch.vmap`` (what does not depend on the layer — its prefix, the skip features — is
+   computed once per chunk), and where every module that reads the layer's output starts a
+   chain of linear modules (convolution, eval-mode batch norm, average pooling; DeepLabV3+'s
+   ASPP branches), those run once on the unablated output and each copy subtracts what its
+   zeroed channel contributes (:mod:`camlens.methods.linear_suffix`): a convolution of one
+   channel instead of all. The modules whose outputs no ablation changes (DeepLabV3+'s
+   whole encoder, since the layer's output itself is left intact) run only in an image's
+   first chunk; later chunks reuse their outputs (checked once with a control copy).
+   Anything else that reads the layer's output (another module, a
+   functional use in some ``forward``: every torch operation of one watched pass is seen)
+   turns the shortcut off; as a second guard, the first chunk re-runs two ablations exactly
+   (the next way) and the shortcut is kept only if their score drops agree.
+3. *vmap*: the same vectorised pass without the shortcut: every module after the layer runs
+   per copy on the zeroed activations.
+4. *full*: where vmap cannot run the model either (e.g. ``.item()`` or data-dependent
    branches after the layer), ``n`` copies of the image are run through the whole model,
    the hook zeroing channel ``k_j`` in copy ``j``. ``rerun="full"`` forces this way.
 
-All three feed the same zeroed activations to the same layers: the maps agree to floating
-point rounding (different batch sizes may pick different kernels).
+All four compute the same scores: the maps agree to floating point rounding (different
+batch sizes may pick different kernels; the linear shortcut subtracts instead of
+convolving zeros).
 
 Option ``ratio`` (default 1.0: every channel) ablates only that share of the channels, those
 with the largest mean absolute activation; the other channels get weight 0. pytorch-grad-cam
@@ -51,12 +64,13 @@ only select and rearrange values.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from camlens.errors import InputShapeError
+from camlens.methods.linear_suffix import LinearSuffix, NoShortcut
 from camlens.methods.perturbation import (
     RERUN_OPTIONS,
     WORKING_MEMORY_FACTOR,
@@ -71,8 +85,9 @@ from camlens.methods.perturbation import (
     weighted_maps,
 )
 from camlens.methods.registry import Method, Option, RunContext, register
+from camlens.reshape import channel_positions
 
-__all__ = ["ABLATION_EPSILON", "ablationcam", "channel_positions"]
+__all__ = ["ABLATION_EPSILON", "ablationcam"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,41 +97,12 @@ ABLATION_EPSILON = 1e-7
 #: Relative tolerance for the unablated control copy of the fast path.
 _CONTROL_RTOL = 1e-3
 
-
-def channel_positions(
-    layer: nn.Module,
-    output: torch.Tensor,
-    reshape: Any,
-    channels: int,
-) -> torch.Tensor:
-    """``(C, G)``: for each grid channel, the flat positions in one item of the layer's raw
-    output that the reshape puts on the grid (found by reshaping a tensor of indices)."""
-    numel = output[0].numel()
-    index = torch.arange(numel, dtype=torch.float64, device=output.device)
-    index = index.reshape(1, *output.shape[1:])
-    hint = (
-        "AblationCAM zeroes a channel in the layer's own output, so `reshape_transform` must "
-        "only select and rearrange values (slicing, reshape, transpose)"
-    )
-    try:
-        grid = reshape(layer, index)
-    except Exception as error:
-        raise InputShapeError(f"{hint}; it failed on a float64 tensor: {error}") from error
-    if not isinstance(grid, torch.Tensor) or grid.dim() < 3 or grid.shape[:2] != (1, channels):
-        shape = tuple(grid.shape) if isinstance(grid, torch.Tensor) else type(grid).__name__
-        raise InputShapeError(f"{hint}; got {shape} for a single item, not (1, {channels}, ...)")
-    flat = grid[0].reshape(channels, -1)
-    positions = flat.round().long()
-    valid = (
-        grid.dtype == torch.float64
-        and torch.equal(positions.to(flat.dtype), flat)
-        and int(positions.min()) >= 0
-        and int(positions.max()) < numel
-        and torch.unique(positions).numel() == positions.numel()
-    )
-    if not valid:
-        raise InputShapeError(f"{hint}; it computed new values instead.")
-    return positions
+#: How many ablations of the first chunk the exact vectorised re-run repeats before the
+#: linear shortcut is trusted, and how closely their score drops must agree (relative to
+#: the drop, plus a share of the score for float rounding).
+_VERIFY_COUNT = 2
+_VERIFY_RTOL = 1e-2
+_VERIFY_SCORE_RTOL = 1e-5
 
 
 class _Fallback(Exception):
@@ -124,7 +110,7 @@ class _Fallback(Exception):
 
 
 #: The ways of re-running, fastest first (see the module docstring).
-_EXPAND, _VMAP, _FULL = "expand", "vmap", "full"
+_EXPAND, _LINEAR, _VMAP, _FULL = "expand", "linear", "vmap", "full"
 
 
 class _LayerAblation:
@@ -132,6 +118,7 @@ class _LayerAblation:
 
     def __init__(self, context: RunContext, index: int, run: Rerun) -> None:
         self.context = context
+        self.index = index
         self.layer = context.layers[index]
         self.name = context.layer_names[index]
         self.channels_total = int(context.activations[index].shape[1])
@@ -140,6 +127,15 @@ class _LayerAblation:
         self.numel = 0
         self.plan: tuple[torch.Tensor, int, str] | None = None
         self.keep: torch.Tensor | None = None  # vmap: this copy's 0/1 mask, flat
+        self.suffix: LinearSuffix | None = None  # linear: the chains after the layer
+        self.subtract: list[torch.Tensor] | None = None  # linear: this copy's differences
+        self.verified = False  # linear: the shortcut agreed with exact re-runs
+        self.seconds = 0.0  # the last chunk's re-runs, without its control copy
+        # linear: outputs of the modules that no ablation changes, for image memo_image
+        self.memo: dict[nn.Module, Any] = {}
+        self.memo_image = -1
+        self.replay_checked = False
+        self.steady = True  # the last chunk's time is typical of the next ones
         run.hook(self.layer, self._hook)
 
     def _hook(self, module: nn.Module, _args: object, output: Any) -> torch.Tensor | None:
@@ -151,6 +147,8 @@ class _LayerAblation:
             assert reshape is not None
             self.positions = channel_positions(module, output, reshape, self.channels_total)
             self.numel = output[0].numel()
+        if mode == _LINEAR:
+            return None  # the chains' ends subtract each copy's difference
         if mode == _VMAP:
             assert self.keep is not None
             return output * self.keep.to(output.dtype).view(output.shape)
@@ -168,12 +166,22 @@ class _LayerAblation:
     def scores(self, image: int, channels: torch.Tensor, mode: str, control: bool) -> Any:
         """``(n, K)`` scores with channel ``channels[j]`` zeroed in copy ``j``; with
         ``control``, an unablated copy goes first and must reproduce the original scores."""
+        inputs = self.context.inputs[image : image + 1]
+        replaying = False
+        if mode == _LINEAR:
+            self._suffix(inputs)  # found once, before the chunk is timed
+            # the first chunk that replays memoised modules checks them with a control copy
+            replaying = self.memo_image == image and bool(self.memo)
+            control = control or (replaying and not self.replay_checked)
         offset = int(control)
         count = len(channels) + offset
-        inputs = self.context.inputs[image : image + 1]
         self.plan = (channels, offset, mode)
+        self.steady = True
+        started = time.perf_counter()
         try:
-            if mode == _VMAP:
+            if mode == _LINEAR:
+                scores = self._linear(inputs, image, channels, offset)
+            elif mode == _VMAP:
                 scores = self._vmapped(inputs, image, channels, offset)
             else:
                 if mode == _FULL:
@@ -184,6 +192,9 @@ class _LayerAblation:
         finally:
             self.plan = None
             self.keep = None
+            self.subtract = None
+        seconds = (time.perf_counter() - started) * len(channels) / count
+        steady = self.steady  # (the exact check below runs chunks of its own)
         if control:
             expected = self.context.scores[image].to(scores.dtype)
             scale = float(expected.abs().max()) + 1.0
@@ -192,7 +203,79 @@ class _LayerAblation:
                     f"an unablated copy scored {scores[0].tolist()}, not {expected.tolist()}"
                 )
             scores = scores[1:]
+        if mode == _LINEAR and not self.verified:
+            self._verify(image, channels, scores)
+        if replaying and control:
+            self.replay_checked = True
+        self.seconds, self.steady = seconds, steady
         return scores
+
+    def _suffix(self, inputs: torch.Tensor) -> LinearSuffix:
+        """The linear chains after the layer, found on the first call."""
+        if self.suffix is not None:
+            return self.suffix
+        model = self.context.model
+        try:
+            with torch.inference_mode():
+                suffix = LinearSuffix.find(model, lambda: model(inputs), self.layer)
+        except NoShortcut as reason:
+            raise _Fallback(str(reason)) from reason
+        except Exception as error:
+            raise _Fallback(f"{type(error).__name__}: {error}") from error
+        assert self.positions is not None
+        natural = torch.arange(self.numel, device=self.positions.device)
+        if not torch.equal(self.positions.flatten(), natural):
+            raise _Fallback("the reshape rearranges the layer's output")
+        for number, chain in enumerate(suffix.chains):
+            self.run.hook(chain.end, self._end_hook(number))
+        self.suffix = suffix
+        names = {module: name for name, module in model.named_modules()}
+        logger.debug("AblationCAM at %r: linear chains %s", self.name, suffix.describe(names))
+        return suffix
+
+    def _end_hook(self, number: int) -> Any:
+        def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> Any:
+            if self.subtract is None:
+                return None
+            return output - self.subtract[number]
+
+        return hook
+
+    def _linear(
+        self, inputs: torch.Tensor, image: int, channels: torch.Tensor, offset: int
+    ) -> torch.Tensor:
+        suffix = self._suffix(inputs)
+        activation = self.context.activations[self.index][image : image + 1]
+        with torch.inference_mode():
+            packed = suffix.deltas(activation, channels, offset)
+        model, score_tensor = self.context.model, self.context.score_tensor
+
+        def one(row: torch.Tensor) -> torch.Tensor:
+            self.subtract = suffix.split(row)
+            return score_tensor(model(inputs))
+
+        memo = self.memo if self.memo_image == image else {}
+        self.steady = bool(memo) or not suffix.memoisable  # else this chunk fills the memo
+        with suffix.memoised(memo):
+            scores = self.run.vmapped_scores(one, packed, image, fallible=True)
+        self.memo, self.memo_image = memo, image
+        return scores
+
+    def _verify(self, image: int, channels: torch.Tensor, scores: torch.Tensor) -> None:
+        """Re-run the first ablations of a chunk exactly; a disagreement means something
+        reads the layer's output that the chains do not account for."""
+        count = min(_VERIFY_COUNT, len(channels))
+        exact = self.scores(image, channels[:count], _VMAP, control=False)
+        baseline = self.context.scores[image].to(exact.dtype)
+        drop_exact = baseline - exact
+        drop_short = baseline - scores[:count].to(exact.dtype)
+        tolerance = _VERIFY_RTOL * drop_exact.abs() + _VERIFY_SCORE_RTOL * (baseline.abs() + 1)
+        if not bool(((drop_short - drop_exact).abs() <= tolerance).all()):
+            raise _Fallback(
+                f"the shortcut's score drops {drop_short.flatten().tolist()} differ from the "
+                f"exact {drop_exact.flatten().tolist()}"
+            )
+        self.verified = True
 
     def _vmapped(
         self, inputs: torch.Tensor, image: int, channels: torch.Tensor, offset: int
@@ -243,7 +326,7 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
                 dtype=activations.dtype,
                 device=activations.device,
             )
-            modes = [_EXPAND, _VMAP, _FULL] if options["rerun"] == "auto" else [_FULL]
+            modes = [_EXPAND, _LINEAR, _VMAP, _FULL] if options["rerun"] == "auto" else [_FULL]
             control = modes[0] != _FULL
             for image in range(batch):
                 start = 0
@@ -265,7 +348,7 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
                     control = False
                     baseline = scores[image].to(drops.dtype)
                     drops[image][:, channels] = baseline[:, None] - ablated.to(drops.dtype).T
-                    run.advance(len(channels))
+                    run.advance(len(channels), ablation.seconds, steady=ablation.steady)
                     start += len(channels)
             weights = drops / denominators.to(drops.dtype)[:, :, None]
             maps.append(weighted_maps(weights, activations, context.eigen_smooth))
@@ -274,6 +357,7 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
 
 _DESCRIPTIONS = {
     _EXPAND: "an expanded batch after the layer",
+    _LINEAR: "torch.vmap with the linear modules after the layer run once",
     _VMAP: "torch.vmap over the ablations",
     _FULL: "whole-model re-runs",
 }
@@ -289,13 +373,14 @@ def _chunk_sizes(
     """Copies per forward pass for each way of re-running."""
     if footprint is None:
         size = chunk_size(options, 0)
-        return dict.fromkeys((_EXPAND, _VMAP, _FULL), size)
+        return dict.fromkeys((_EXPAND, _LINEAR, _VMAP, _FULL), size)
     copy = activations[0].numel() * activations.element_size()
     after = WORKING_MEMORY_FACTOR * footprint.after[index] + copy
     whole = WORKING_MEMORY_FACTOR * footprint.whole + copy
     whole += inputs[0].numel() * inputs.element_size()
     return {
         _EXPAND: chunk_size(options, after),
+        _LINEAR: chunk_size(options, after + copy),  # + the copy's differences
         _VMAP: chunk_size(options, after + copy),  # + the copy's 0/1 mask
         _FULL: chunk_size(options, whole),
     }

@@ -244,6 +244,7 @@ class Rerun:
         self.description = description
         self.total = total
         self.done = 0
+        self.estimated = False
         self.started = time.perf_counter()
 
     def hook(self, layer: nn.Module, hook: Callable[..., Any]) -> RemovableHandle:
@@ -319,16 +320,26 @@ class Rerun:
             values = score_outputs(self.context, scores, image)
         return values.clone()
 
-    def advance(self, count: int) -> None:
+    def advance(self, count: int, seconds: float | None = None, *, steady: bool = True) -> None:
         """Count ``count`` perturbations as done on the progress bar; after the first chunk,
-        warn if the whole run is estimated to take longer than :data:`SLOW_RUN_SECONDS`."""
-        first = self.done == 0
+        warn if the whole run is estimated to take longer than :data:`SLOW_RUN_SECONDS`.
+
+        ``seconds`` is what the chunk's own re-runs took; without it the time since the
+        start is used, which also counts one-off costs (the memory probe, a way of
+        re-running that failed) and so overestimates long runs. With it, the estimate is
+        the time spent so far plus the remaining copies at the chunk's rate. A chunk that
+        is not ``steady`` (it did one-off work the next ones skip) postpones the estimate to
+        the next chunk."""
         self.done += count
         self.bar.update(count)
-        if not first or self.done >= self.total:
+        if self.estimated or self.done >= self.total:
             return
-        per_copy = (time.perf_counter() - self.started) / self.done
-        estimate = per_copy * self.total
+        if not steady:
+            return
+        self.estimated = True
+        elapsed = time.perf_counter() - self.started
+        per_copy = (elapsed / self.done) if seconds is None else seconds / count
+        estimate = elapsed + per_copy * (self.total - self.done)
         if estimate > SLOW_RUN_SECONDS:
             warnings.warn(
                 f"{self.description}: about {_duration(estimate)} for {self.total} re-runs of "
@@ -356,6 +367,8 @@ def _duration(seconds: float) -> str:
     """``"3 min"``, ``"1.4 h"``: a duration for people."""
     if seconds < 120:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"

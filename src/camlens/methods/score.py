@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import torch
@@ -269,12 +270,13 @@ def masked_score_maps(
                 pairs = torch.arange(len(rerun) * copies, device=rerun.device)
                 for pair in pairs.split(chunk):
                     channels = rerun[pair // copies]  # pair = channel · copies + copy
+                    started = time.perf_counter()
                     with torch.inference_mode():
                         masks = channel_masks(activations[image, channels], size)
                         if perturb is not None:
                             masks = perturb(masks, pair % copies)
                     scores.append(forwards.scores(inputs[image : image + 1], masks, image))
-                    run.advance(len(channels))
+                    run.advance(len(channels), time.perf_counter() - started)
                 values = torch.cat(scores).to(weights.dtype)  # (G · copies, K)
                 if copies > 1:
                     values = values.reshape(-1, copies, values.shape[1]).mean(dim=1)
