@@ -20,6 +20,10 @@ interleaved (``bench/common.time_interleaved``), median of ``--repeats``:
 Peak RSS is measured per contender in a fresh child process (``--memory``).
 
     python bench/bench_floor.py [--sizes 512,1024] [--repeats 5] [--classes 13] [--memory]
+        [--methods gradcam,hirescam] [--threads N --cpu-time]
+
+``--threads 1 --cpu-time`` times the process's CPU time (``time.process_time``) with one
+torch thread: on a shared machine, time spent descheduled is then not counted.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common
 from common import import_pytorch_grad_cam, machine_line, time_interleaved
 
 import camlens
@@ -144,7 +150,14 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="hirescam", help=argparse.SUPPRESS)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--cpu-time", action="store_true", help="CPU time, not wall time")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        common.CLOCK = time.process_time
     peer = import_pytorch_grad_cam()
     if args.child:
         model, x, present = _setup(int(args.sizes), args.classes)
@@ -153,10 +166,10 @@ def main() -> None:
         run()
         print(_high_water_kib())
         return
-    print(machine_line())
+    print(machine_line(), "| CPU time" if args.cpu_time else "| wall time")
     for size in [int(s) for s in args.sizes.split(",")]:
         model, x, present = _setup(size, args.classes)
-        for method in METHODS:
+        for method in args.methods.split(","):
             maps = lean(model, x, present[:1], method)[0][0].numpy()
             mask = predicted_mask(model, x, present[0])
             ours = familiar(camlens, model, x, present[0], method, mask)[0]

@@ -76,10 +76,15 @@ def import_pytorch_grad_cam() -> ModuleType | None:
     return pytorch_grad_cam
 
 
+#: The clock ``time_interleaved`` reads (a script may switch to ``time.process_time``).
+CLOCK = time.perf_counter
+
+
 def time_interleaved(
     contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
 ) -> dict[str, float]:
-    """Median wall time in seconds of each contender, run in turn ``repeats`` times."""
+    """Median time in seconds (of :data:`CLOCK`, wall time by default) of each contender,
+    run in turn ``repeats`` times."""
     for _ in range(warmup):
         for run in contenders.values():
             run()
@@ -91,9 +96,9 @@ def time_interleaved(
         # allocator and caches in a state that slows whatever runs next).
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            start = CLOCK()
             contenders[name]()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(CLOCK() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
