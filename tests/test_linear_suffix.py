@@ -16,7 +16,8 @@ from torch.testing import assert_close
 import camlens
 from camlens.methods.linear_delta import Delta, through
 from camlens.methods.linear_suffix import LinearSuffix, NoShortcut
-from camlens.models import tiny_deeplabv3plus
+from camlens.models import tiny_deeplabv3plus, tiny_resnet
+from camlens.models.deeplab import DictOutputSegmenter
 from camlens.targets import ClassifierOutputTarget, SemanticSegmentationTarget
 
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
@@ -203,10 +204,10 @@ def test_ablation_on_deeplab_matches_full_reruns(caplog) -> None:
     model = tiny_deeplabv3plus(num_classes=3).double().eval()
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     targets = [SemanticSegmentationTarget(1, torch.ones(32, 32)) for _ in range(2)]
-    with caplog.at_level(logging.INFO, logger="camlens"):
+    with caplog.at_level(logging.DEBUG, logger="camlens"):
         auto = _explain(model, "encoder.layer4", x, targets, batch_size=3)
-    assert "using torch.vmap with the linear modules" in caplog.text
-    assert "did not work" not in caplog.text.split("using torch.vmap with the linear")[1]
+    assert "linear chains decoder.aspp.0.convs.0.0" in caplog.text
+    assert "did not work" not in caplog.text
     full = _explain(model, "encoder.layer4", x, targets, rerun="full")
     assert_close(auto.layer_maps[0], full.layer_maps[0], **TIGHT)
 
@@ -342,4 +343,31 @@ def test_a_wrong_replay_is_caught_by_a_control_copy(caplog) -> None:
     assert "an unablated copy scored" in caplog.text
     assert "using torch.vmap over the ablations" in caplog.text
     full = _explain(model, "encoder.layer4", x, targets, rerun="full")
+    assert_close(auto.layer_maps[0], full.layer_maps[0], **TIGHT)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("classifier", "an expanded batch after the layer first (no convolution reads"),
+        ("fcn", "linear chains classifier.0 → classifier.1"),
+    ],
+)
+def test_which_way_goes_first(case: str, expected: str, caplog) -> None:
+    """A convolution reading the layer (torchvision's FCN head) takes the shortcut; where
+    only pooling does (a classifier), the expanded batch — pytorch-grad-cam's arithmetic —
+    goes first."""
+    torch.manual_seed(0)
+    if case == "classifier":
+        model, layer = tiny_resnet(num_classes=4).double().eval(), "layer4"
+        targets = [ClassifierOutputTarget(1)]
+    else:
+        model, layer = DictOutputSegmenter(num_classes=3).double().eval(), "backbone.layer4"
+        targets = [SemanticSegmentationTarget(1, torch.ones(32, 32))]
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with caplog.at_level(logging.DEBUG, logger="camlens"):
+        auto = _explain(model, layer, x, targets, batch_size=5)
+    assert expected in caplog.text
+    assert "did not work" not in caplog.text
+    full = _explain(model, layer, x, targets, rerun="full")
     assert_close(auto.layer_maps[0], full.layer_maps[0], **TIGHT)

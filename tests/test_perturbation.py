@@ -145,8 +145,7 @@ class SkipAndItem(nn.Module):
     ("case", "used"),
     [
         ("resnet", None),  # the expanded batch works: no message
-        # skip connection from layer1; ASPP's convolutions read layer4
-        ("deeplab", "torch.vmap with the linear modules after the layer run once"),
+        ("deeplab", None),  # the linear shortcut: ASPP's convolutions read layer4
         ("skip-and-item", "whole-model re-runs"),
     ],
 )

@@ -15,40 +15,33 @@ does) would turn every weight's sign and invert the map. A score whose magnitude
 ``1e-7`` (e.g. an empty mask) is divided by ``1e-7``: the raw map is then the plain score
 drop ×10⁷, finite, and the final [0, 1] map is unchanged by the scaling.
 
-**How the model is re-run.** Ablated copies are produced by a temporary forward hook on the
-target layer that *returns* a new tensor; no module of the model is swapped or modified.
-Four ways, fastest first; ``rerun="auto"`` takes the first that works for the model:
+**How the model is re-run.** No module of the model is swapped; ``rerun="auto"`` takes the
+first of four ways that works (each checks its first chunk against an unablated copy):
 
-1. *expand*: the image is run once per chunk of ablations at batch 1 and the hook returns an
-   expanded batch — copy ``j`` with channel ``k_j`` zeroed — so the layers before the target
-   run once per chunk, not once per ablation. This serves models whose later layers use only
-   the layer's output, or add earlier tensors by broadcasting (a classifier's head, a ViT
-   block's residual sum).
-2. *linear*: where the rest of the model also reads earlier features (skip connections, as
-   in DeepLabV3+'s decoder), the expanded batch meets a batch-1 tensor: a shape error, a
-   wrong number of outputs, or a wrong score of an unablated control copy that the first
-   chunk carries. The forward pass of one image is then vectorised over the ablations with
-   ``torch.vmap`` (what does not depend on the layer — its prefix, the skip features — is
-   computed once per chunk), and where every module that reads the layer's output starts a
-   chain of linear modules (convolution, eval-mode batch norm, average pooling; DeepLabV3+'s
-   ASPP branches), those run once on the unablated output and each copy subtracts what its
-   zeroed channel contributes (:mod:`camlens.methods.linear_suffix`): a convolution of one
-   channel instead of all. The modules whose outputs no ablation changes (DeepLabV3+'s
-   whole encoder, since the layer's output itself is left intact) run only in an image's
-   first chunk; later chunks reuse their outputs (checked once with a control copy).
-   Anything else that reads the layer's output (another module, a
-   functional use in some ``forward``: every torch operation of one watched pass is seen)
-   turns the shortcut off; as a second guard, the first chunk re-runs two ablations exactly
-   (the next way) and the shortcut is kept only if their score drops agree.
-3. *vmap*: the same vectorised pass without the shortcut: every module after the layer runs
-   per copy on the zeroed activations.
-4. *full*: where vmap cannot run the model either (e.g. ``.item()`` or data-dependent
-   branches after the layer), ``n`` copies of the image are run through the whole model,
-   the hook zeroing channel ``k_j`` in copy ``j``. ``rerun="full"`` forces this way.
+1. *linear*, where a convolution reads the layer: every module reading the layer's output
+   must start a chain of linear modules (convolution, eval-mode batch norm, average pooling;
+   DeepLabV3+'s ASPP branches, torchvision's FCN / DeepLabV3 heads). The chains run once on
+   the intact output and each copy subtracts what its zeroed channel contributes at the
+   chains' ends (:mod:`camlens.methods.linear_suffix`): a convolution of one channel instead
+   of all. The rest runs per copy under ``torch.vmap``; modules that read nothing computed
+   from the layer (the encoder, skip branches) run in an image's first chunk only. Anything
+   else reading the layer's output (a module, a functional use in some ``forward``: every
+   torch operation of one watched pass is seen) turns it off, and the first chunk also
+   re-runs two ablations the *vmap* way: their score drops must agree.
+2. *expand*: the image runs once per chunk at batch 1 and a temporary forward hook on the
+   layer returns an expanded batch, copy ``j`` with channel ``k_j`` zeroed. It serves models
+   whose later layers use only the layer's output, or add earlier tensors by broadcasting (a
+   classifier's head, a ViT block); tried first where no convolution reads the layer, as its
+   arithmetic is pytorch-grad-cam's.
+3. *vmap*: where the rest of the model also reads earlier features (DeepLabV3+'s decoder),
+   the forward pass of one image is vectorised over the ablations; what does not depend on
+   the layer is computed once per chunk.
+4. *full*: where vmap cannot run the model either (``.item()``, data-dependent branches
+   after the layer), whole-model re-runs. ``rerun="full"`` forces this way.
 
-All four compute the same scores: the maps agree to floating point rounding (different
-batch sizes may pick different kernels; the linear shortcut subtracts instead of
-convolving zeros).
+All compute the same scores up to float rounding (batch sizes pick different kernels; the
+linear shortcut subtracts instead of convolving zeros; a drop is a small difference of two
+scores, so that rounding shows in float32 maps at ~1e-5 of their largest value).
 
 Option ``ratio`` (default 1.0: every channel) ablates only that share of the channels, those
 with the largest mean absolute activation; the other channels get weight 0. pytorch-grad-cam
@@ -109,8 +102,15 @@ class _Fallback(Exception):
     """A way of re-running cannot serve this layer (the reason is the message)."""
 
 
+class _Later(_Fallback):
+    """The linear shortcut works but saves nothing over the expanded batch (no convolution
+    reads the layer: a classifier's pooling), which keeps its bit-for-bit parity with
+    pytorch-grad-cam; it is tried after that one."""
+
+
 #: The ways of re-running, fastest first (see the module docstring).
 _EXPAND, _LINEAR, _VMAP, _FULL = "expand", "linear", "vmap", "full"
+_AUTO = (_LINEAR, _EXPAND, _VMAP, _FULL)
 
 
 class _LayerAblation:
@@ -167,12 +167,9 @@ class _LayerAblation:
         """``(n, K)`` scores with channel ``channels[j]`` zeroed in copy ``j``; with
         ``control``, an unablated copy goes first and must reproduce the original scores."""
         inputs = self.context.inputs[image : image + 1]
-        replaying = False
-        if mode == _LINEAR:
-            self._suffix(inputs)  # found once, before the chunk is timed
-            # the first chunk that replays memoised modules checks them with a control copy
-            replaying = self.memo_image == image and bool(self.memo)
-            control = control or (replaying and not self.replay_checked)
+        # the first chunk that replays memoised modules checks them with a control copy
+        replaying = mode == _LINEAR and self.memo_image == image and bool(self.memo)
+        control = control or (replaying and not self.replay_checked)
         offset = int(control)
         count = len(channels) + offset
         self.plan = (channels, offset, mode)
@@ -180,6 +177,8 @@ class _LayerAblation:
         started = time.perf_counter()
         try:
             if mode == _LINEAR:
+                self._suffix(inputs)  # found once, before the chunk is timed
+                started = time.perf_counter()
                 scores = self._linear(inputs, image, channels, offset)
             elif mode == _VMAP:
                 scores = self._vmapped(inputs, image, channels, offset)
@@ -213,7 +212,7 @@ class _LayerAblation:
     def _suffix(self, inputs: torch.Tensor) -> LinearSuffix:
         """The linear chains after the layer, found on the first call."""
         if self.suffix is not None:
-            return self.suffix
+            return self.suffix  # (a second try after _Later goes ahead)
         model = self.context.model
         try:
             with torch.inference_mode():
@@ -222,13 +221,16 @@ class _LayerAblation:
             raise _Fallback(str(reason)) from reason
         except Exception as error:
             raise _Fallback(f"{type(error).__name__}: {error}") from error
-        assert self.positions is not None
+        if self.positions is None:
+            raise _Fallback("the layer did not run")
         natural = torch.arange(self.numel, device=self.positions.device)
         if not torch.equal(self.positions.flatten(), natural):
             raise _Fallback("the reshape rearranges the layer's output")
         for number, chain in enumerate(suffix.chains):
             self.run.hook(chain.end, self._end_hook(number))
         self.suffix = suffix
+        if not suffix.convolves:
+            raise _Later("no convolution reads the layer")
         names = {module: name for name, module in model.named_modules()}
         logger.debug("AblationCAM at %r: linear chains %s", self.name, suffix.describe(names))
         return suffix
@@ -307,12 +309,9 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
     scores = context.scores
     denominators = scores.abs().clamp_min(ABLATION_EPSILON)
     if bool((scores.abs() < ABLATION_EPSILON).any()):
-        logger.info(
-            "AblationCAM: target score(s) below %g in magnitude; their drops are divided by %g "
-            "(the maps' shapes are unaffected)",
-            ABLATION_EPSILON,
-            ABLATION_EPSILON,
-        )
+        logger.info("AblationCAM: target score(s) below %g in magnitude; their drops are "
+                    "divided by %g (the maps' shapes are unaffected)", ABLATION_EPSILON,
+                    ABLATION_EPSILON)  # fmt: skip
     maps = []
     total = batch * sum(int(order.shape[1]) for order in orders)
     with reruns(context, description="AblationCAM", total=total) as run:
@@ -326,7 +325,7 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
                 dtype=activations.dtype,
                 device=activations.device,
             )
-            modes = [_EXPAND, _LINEAR, _VMAP, _FULL] if options["rerun"] == "auto" else [_FULL]
+            modes = list(_AUTO) if options["rerun"] == "auto" else [_FULL]
             control = modes[0] != _FULL
             for image in range(batch):
                 start = 0
@@ -334,14 +333,15 @@ def ablationcam(context: RunContext) -> list[torch.Tensor]:
                     channels = order[image, start : start + sizes[modes[0]]]
                     try:
                         ablated = ablation.scores(image, channels, modes[0], control)
+                    except _Later as reason:
+                        logger.debug("AblationCAM at %r: %s first (%s)", ablation.name,
+                                     _DESCRIPTIONS[modes[1]], reason)  # fmt: skip
+                        modes[:2] = modes[1::-1]
+                        continue
                     except _Fallback as reason:
-                        logger.info(
-                            "AblationCAM at layer %r: %s did not work (%s); using %s (same maps)",
-                            ablation.name,
-                            _DESCRIPTIONS[modes[0]],
-                            reason,
-                            _DESCRIPTIONS[modes[1]],
-                        )
+                        logger.info("AblationCAM at layer %r: %s did not work (%s); using %s "
+                                    "(same maps)", ablation.name, _DESCRIPTIONS[modes[0]],
+                                    reason, _DESCRIPTIONS[modes[1]])  # fmt: skip
                         modes.pop(0)
                         control = modes[0] != _FULL
                         continue

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["LINEAR_TYPES", "Delta", "through"]
+__all__ = ["CONVOLUTIONS", "LINEAR_TYPES", "Delta", "through"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,9 @@ def _convolution(module: nn.Conv1d | nn.Conv2d | nn.Conv3d, delta: Delta) -> Del
     values = out.view(n, per_out, *out.shape[2:])
     return Delta(values, group * per_out, module.out_channels)
 
+
+#: The convolutions :func:`through` handles.
+CONVOLUTIONS = _CONVOLUTIONS
 
 #: The module types :func:`through` may pass (depending on their mode and the difference).
 LINEAR_TYPES = (*_PASS_THROUGH, _BatchNorm, *_POOLS, *_CONVOLUTIONS)

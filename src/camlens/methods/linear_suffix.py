@@ -3,11 +3,9 @@
 AblationCAM zeroes one channel of a layer's output per copy. Where every module that reads
 that output starts a *chain* of linear modules (:mod:`camlens.methods.linear_delta`), the
 chains run once on the intact output and each copy's difference is subtracted at each
-chain's end: a convolution of one channel instead of ``C_in``. In DeepLabV3+'s ASPP every
-branch starts with such a chain (1x1 conv + BN; depthwise + pointwise conv + BN; average
-pooling + 1x1 conv + BN). The difference is followed while it stays cheap (a single
-channel through a depthwise convolution stays a single channel; after a dense convolution
-only element-wise linear modules follow).
+chain's end: a convolution of one channel instead of ``C_in`` (DeepLabV3+'s ASPP branches:
+1x1 conv + BN; depthwise + pointwise conv + BN; pooling + 1x1 conv + BN). A chain goes on
+while the difference stays cheap (after a dense convolution, element-wise modules only).
 
 Since the layer's output itself is then left intact, every module that reads nothing
 computed from it (and contains no chain) gives the same output for every copy: DeepLabV3+'s
@@ -33,20 +31,18 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from camlens.methods.linear_delta import LINEAR_TYPES, Delta, through
+from camlens.methods.linear_delta import CONVOLUTIONS, LINEAR_TYPES, Delta, through
 
 __all__ = ["Chain", "LinearSuffix", "NoShortcut"]
 
 
 class NoShortcut(Exception):
-    """The layer's output is not read only by chains of supported linear modules (why is
-    the message)."""
+    """Not only chains of linear modules read the layer's output (why is the message)."""
 
 
 @dataclass(frozen=True)
 class Chain:
-    """Modules that run one after the other on the layer's output; ``end``'s output is the
-    one replaced."""
+    """Modules run one after the other on the layer's output; ``end``'s output is replaced."""
 
     modules: tuple[nn.Module, ...]
     names: tuple[str, ...]
@@ -261,11 +257,9 @@ class LinearSuffix:
         start = channels.to(device=activation.device, dtype=torch.long)
         parts = []
         for chain in self.chains:
-            delta: Delta | None = Delta(values, start, int(activation.shape[1]))
+            delta = Delta(values, start, int(activation.shape[1]))
             for module in chain.modules:
-                assert delta is not None
-                delta = through(module, delta)
-            assert delta is not None
+                delta = through(module, delta)  # type: ignore[assignment]  # (found so)
             parts.append(delta.full().reshape(len(channels), -1))
         packed = torch.cat(parts, dim=1)
         if offset:
@@ -279,6 +273,11 @@ class LinearSuffix:
             part.view(chain.shape)
             for part, chain in zip(packed.split(sizes), self.chains, strict=True)
         ]
+
+    @property
+    def convolves(self) -> bool:
+        """Whether a chain has a convolution (what the shortcut saves most on)."""
+        return any(isinstance(m, CONVOLUTIONS) for chain in self.chains for m in chain.modules)
 
     def describe(self, names: dict[nn.Module, str] | None = None) -> str:
         chains = "; ".join(" → ".join(chain.names) for chain in self.chains)
@@ -378,8 +377,7 @@ def _global_hooks() -> bool:
 
 
 def _outside(watch: _Watch, tensor: torch.Tensor, readers: Sequence[_Reader]) -> str:
-    """The operations that read ``tensor`` elsewhere than in one of ``readers`` ("" if
-    none)."""
+    """The operations reading ``tensor`` outside the modules ``readers`` ("" if none)."""
     inside = {reader.module for reader in readers}
     names = [name for module, name in watch.operations[id(tensor)] if module not in inside]
     return ", ".join(sorted(set(names)))

@@ -343,7 +343,7 @@ class Rerun:
         if estimate > SLOW_RUN_SECONDS:
             warnings.warn(
                 f"{self.description}: about {_duration(estimate)} for {self.total} re-runs of "
-                f"the model ({per_copy:.2g} s each, measured on the first chunk). Faster: "
+                f"the model ({per_copy:.2g} s each, measured on the first chunks). Faster: "
                 "fewer channels (ScoreCAM top_k, AblationCAM ratio; not exact), a GPU "
                 "(model.to('cuda')), or an earlier layer with fewer channels.",
                 SlowRunWarning,
