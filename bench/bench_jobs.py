@@ -9,8 +9,10 @@ that ``os.wait4`` returns for that child alone (the same number as its ``VmHWM``
   ``--pool`` tiles is painted and every image is one of them under one of the 8 flips /
   rotations, rolled by a seeded offset: every file has different pixels. Each folder size is
   a folder of symlinks to the first N files.
-* **Model**: a factory file written into the temporary folder,
-  ``camlens.models.tiny_deeplabv3plus(num_classes=3)`` after ``torch.manual_seed(0)``.
+* **Model** (``--model``): a factory file written into the temporary folder, after
+  ``torch.manual_seed(0)`` (random weights): ``tiny`` (the default) is
+  ``camlens.models.tiny_deeplabv3plus(num_classes=3)``; ``r50`` is the seed users' model,
+  ``camlens.models.deeplabv3plus_resnet50(num_classes=13)`` (DeepLabV3+, ResNet-50 encoder).
 * **Job**: ``camlens explain DIR --out OUT --model factory.py:model --layer encoder.layer4
   --method hirescam --batch-size 4 --quiet`` (raw maps, PNG overlays per image, manifest,
   summary.json, report.html).
@@ -25,10 +27,23 @@ that ``os.wait4`` returns for that child alone (the same number as its ``VmHWM``
   model loading included for both); medians.
 * **Where the job's time goes**: one more job child over ``--profile-count`` images with
   simple timers wrapped around the reader, the engine, the ``.npz`` writer, the overlays
-  and report sections, and the final summary / report.
+  and report sections, the model loading / checks before the stream, and the final
+  summary / report; the engine's calls also record how many classes each batch explained
+  and how many each image's prediction holds. The job's overhead is the command's time minus
+  the engine's, over the engine's (the writer rows add up the time of the threads that
+  write a batch's items, ``camlens.jobs.explain.WRITE_THREADS``, so they can exceed the wall
+  time they took; one process, so both see the same load; but a competing
+  process slows the multi-threaded engine more than the single-threaded writers, so on a
+  loaded machine the ratio comes out lower than on an idle one).
 
     python bench/bench_jobs.py [--size 1024] [--counts 10,100,1000] [--rate-count 100]
-        [--baseline-counts 10] [--rounds 2] [--profile-count 20]
+        [--baseline-counts 10] [--rounds 2] [--profile-count 20] [--model tiny]
+
+Only the profile (no memory / throughput children; ``--rate-count`` sets the images painted,
+so keep it at most the profile's count):
+
+    python bench/bench_jobs.py --model r50 --size 512 --counts '' --baseline-counts '' \
+        --rounds 0 --rate-count 100 --profile-count 100
 """
 
 from __future__ import annotations
@@ -37,6 +52,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -48,16 +64,26 @@ from pathlib import Path
 
 import numpy as np
 
-FACTORY = '''"""The benchmark's model: a seeded tiny DeepLabV3+ with three classes."""
+FACTORY = '''"""The benchmark's model: a seeded {what}."""
 import torch
 
-from camlens.models import tiny_deeplabv3plus
+from camlens.models import {name}
 
 
 def model():
     torch.manual_seed(0)
-    return tiny_deeplabv3plus(num_classes=3)
+    return {name}(num_classes={classes})
 '''
+MODELS = {
+    "tiny": FACTORY.format(
+        what="tiny DeepLabV3+ with three classes", name="tiny_deeplabv3plus", classes=3
+    ),
+    "r50": FACTORY.format(
+        what="DeepLabV3+ with a ResNet-50 encoder and 13 classes (random weights)",
+        name="deeplabv3plus_resnet50",
+        classes=13,
+    ),
+}
 
 LAYER = "encoder.layer4"
 METHOD = "hirescam"
@@ -170,12 +196,16 @@ def baseline(images: Path, out: Path, factory: str, batch_size: int) -> None:
 def timed_job(argv: list[str], report: Path) -> None:
     """``camlens explain`` in this process with timers around its stages (seconds summed
     over calls; the reader runs in threads, so its time overlaps the rest)."""
+    import torch
+
     import camlens.cli.explain as cli_explain
     import camlens.jobs.explain as job_explain
     import camlens.jobs.settings as job_settings
     from camlens.cli import main
 
     totals: dict[str, float] = {}
+    batches: list[dict[str, object]] = []
+    bookkeeping = [0.0]
     lock = threading.Lock()
 
     def wrap(module, name: str, label: str) -> None:
@@ -184,23 +214,38 @@ def timed_job(argv: list[str], report: Path) -> None:
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
-                return inner(*args, **kwargs)
+                result = inner(*args, **kwargs)
             finally:
                 with lock:
                     totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+            if name == "explain_segmentation":  # bookkeeping: timed, left out of the command
+                seconds, start = time.perf_counter() - start, time.perf_counter()
+                present = [int((torch.bincount(p.flatten()) > 0).sum()) for p in result.predicted]
+                batches.append({"seconds": seconds, "classes": len(result.classes),
+                                "present": present})  # fmt: skip
+                with lock:
+                    bookkeeping[0] += time.perf_counter() - start
+            return result
 
         setattr(module, name, timed)
 
     wrap(cli_explain, "read_image", "decode (reader threads)")
     wrap(job_settings, "explain_segmentation", "engine (explain_segmentation)")
-    wrap(job_explain, "save_npz", "raw .npz (uncompressed)")
+    wrap(job_explain, "save_npz", "raw .npz (compressed)")
     wrap(job_explain, "add_segmentation_image", "overlays + report section (PNGs)")
     wrap(cli_explain, "run_plan", "run_plan (the whole stream)")
     wrap(cli_explain, "build_outputs", "summary.json + report.html")
+    wrap(cli_explain, "prepare", "prepare (checks, model load, headers)")
+    # run_job binds run_plan as a keyword default: point the default at the timed one
+    cli_explain.run_job.__kwdefaults__["execute"] = cli_explain.run_plan
     start = time.perf_counter()
     status = main(argv)
-    totals["command (after imports)"] = time.perf_counter() - start
-    report.write_text(json.dumps(totals))
+    totals["command (after imports)"] = time.perf_counter() - start - bookkeeping[0]
+    if "run_plan (the whole stream)" in totals:
+        totals["run_plan (the whole stream)"] -= bookkeeping[0]
+    report.write_text(
+        json.dumps({"timers": totals, "batches": batches, "bookkeeping": bookkeeping[0]})
+    )
     if status != 0:
         raise SystemExit(status)
 
@@ -216,6 +261,7 @@ def main() -> None:
     parser.add_argument("--profile-count", type=int, default=20, help="0 to skip")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--pool", type=int, default=12, help="distinct painted tiles")
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny", help="see above")
     parser.add_argument("--workdir", type=Path, default=None, help="default: system temp")
     parser.add_argument("--child", choices=["baseline", "timed-job"], help=argparse.SUPPRESS)
     parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)
@@ -247,7 +293,7 @@ def main() -> None:
 
 def run_all(args, work: Path, counts, baseline_counts, needed: int) -> dict:
     factory = work / "factory.py"
-    factory.write_text(FACTORY)
+    factory.write_text(MODELS[args.model])
     everything = work / "all"
     start = time.perf_counter()
     make_images(everything, needed, args.size, args.pool)
@@ -310,12 +356,14 @@ def print_tables(args, results: dict) -> None:
     print()
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"torch {torch.__version__}, Python {platform.python_version()}")  # fmt: skip
-    print(f"Images: {args.size}×{args.size} RGB PNG; batch size {args.batch_size}; "
-          f"{args.rounds} round(s) at {args.rate_count} images; medians")  # fmt: skip
-    print()
-    print("| images | job peak RSS (MiB) | baseline peak RSS (MiB) | job images/s | "
-          "baseline images/s |")  # fmt: skip
-    print("|---|---|---|---|---|")
+    print(f"Model: {args.model}; images: {args.size}×{args.size} RGB PNG; batch size "
+          f"{args.batch_size}; {args.rounds} round(s) at {args.rate_count} images; "
+          "medians")  # fmt: skip
+    if job or old:
+        print()
+        print("| images | job peak RSS (MiB) | baseline peak RSS (MiB) | job images/s | "
+              "baseline images/s |")  # fmt: skip
+        print("|---|---|---|---|---|")
     for n in sorted({*job, *old}):
 
         def cell(runs: dict, key: str, n: int = n) -> str:
@@ -332,7 +380,8 @@ def print_tables(args, results: dict) -> None:
         print(f"| {n} | {cell(job, 'rss')} | {cell(old, 'rss')} | {cell(job, 'rate')} | "
               f"{cell(old, 'rate')} |")  # fmt: skip
     if results["profile"]:
-        profile = results["profile"]
+        profile, batches = results["profile"]["timers"], results["profile"]["batches"]
+        bookkeeping = results["profile"]["bookkeeping"]
         total = profile.get("command (after imports)", 0.0)
         print()
         print(f"Where the job's time goes ({args.profile_count} images, one run; the reader "
@@ -342,8 +391,27 @@ def print_tables(args, results: dict) -> None:
         print("|---|---|---|")
         for name, seconds in sorted(profile.items(), key=lambda kv: -kv[1]):
             print(f"| {name} | {seconds:.1f} | {100 * seconds / total:.0f}% |")
+        engine = profile.get("engine (explain_segmentation)", 0.0)
+        n = args.profile_count
+        if engine:
+            print()
+            print(f"Overhead (command − engine): {total - engine:.1f} s = "
+                  f"{100 * (total - engine) / engine:.1f}% of the engine's {engine:.1f} s; "
+                  f"{(total - engine) / n:.3f} s per image; engine {engine / n:.2f} s per "
+                  f"image; job {n / total:.3f} images/s vs engine {n / engine:.3f}")  # fmt: skip
+        if batches:
+            explained = [b["classes"] for b in batches]
+            present = [p for b in batches for p in b["present"]]
+            seconds = [b["seconds"] for b in batches]
+            print(f"Engine calls: {len(batches)}; classes explained per batch: min "
+                  f"{min(explained)}, median {statistics.median(explained)}, max "
+                  f"{max(explained)}; classes in each image's prediction: min {min(present)}, "
+                  f"median {statistics.median(present)}, max {max(present)}; seconds per "
+                  f"call: min {min(seconds):.2f}, median {statistics.median(seconds):.2f}, "
+                  f"max {max(seconds):.2f}; counting them took {bookkeeping:.2f} s, left "
+                  "out of the command and the stream")  # fmt: skip
     print()
-    print("Command: python bench/bench_jobs.py " + " ".join(sys.argv[1:]))
+    print("Command: python bench/bench_jobs.py " + shlex.join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ which ``summary.json`` and ``report.html`` are built (:mod:`camlens.jobs.summary
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,8 +91,9 @@ class ExplainBatch:
         if any(padding):
             result = _cropped(result, padding)
         records = result.records()
-        entries = []
-        for index, (item, image) in enumerate(zip(items, images, strict=True)):
+
+        def write(index: int) -> dict[str, Any]:
+            item, image = items[index], images[index]
             raw = f"raw/{item.key}.npz"
             save_npz(self.out / raw, _segmentation_arrays(result, index, padding), compress=True)
             report = self._item_report(item)
@@ -103,11 +106,11 @@ class ExplainBatch:
                 facts=self._facts(padding),
                 name=item.key,
             )
-            entries.append(
-                self._entry(item, image, raw, [section.to_data()], padding)
-                | {"records": [_without_image(r) for r in records if r["image"] == index]}
-            )
-        return entries
+            return self._entry(item, image, raw, [section.to_data()], padding) | {
+                "records": [_without_image(r) for r in records if r["image"] == index]
+            }
+
+        return _each(len(items), write)
 
     # -- classification --------------------------------------------------------------------------
     def _classification(self, items, images, inputs, padding) -> list[dict[str, Any]]:
@@ -129,8 +132,9 @@ class ExplainBatch:
                     for method in settings.methods
                 }
             )
-        entries = []
-        for index, (item, image) in enumerate(zip(items, images, strict=True)):
+
+        def write(index: int) -> dict[str, Any]:
+            item, image = items[index], images[index]
             report = self._item_report(item)
             sections, raws, records = [], [], []
             for explanations in per_target:
@@ -167,10 +171,9 @@ class ExplainBatch:
                     }
                 )
             entry = self._entry(item, image, raws[0], sections, padding)
-            entries.append(
-                entry | {"raw": raws if classes is not None else raws[0], "records": records}
-            )
-        return entries
+            return entry | {"raw": raws if classes is not None else raws[0], "records": records}
+
+        return _each(len(items), write)
 
     # -- shared ----------------------------------------------------------------------------------
     def _item_report(self, item: Item) -> Report:
@@ -199,6 +202,22 @@ class ExplainBatch:
             "raw": raw,
             "sections": sections,
         }
+
+
+#: Threads that write a batch's items (their PNG and zlib encoding and ``fsync`` release
+#: the GIL): the engine waits meanwhile, so its cores are free.
+WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _each(count: int, write: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[write(0), ..., write(count - 1)]``, the items written in :data:`WRITE_THREADS`
+    threads (each item's files and report section are its own). The first error is raised
+    after the items already started are finished (their files are complete; without a
+    manifest line they are written again on ``--resume``)."""
+    if count <= 1 or WRITE_THREADS == 1:
+        return [write(index) for index in range(count)]
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, count)) as pool:
+        return list(pool.map(write, range(count)))
 
 
 def crop_assign(region: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
