@@ -48,7 +48,7 @@ def verifications(monkeypatch) -> list[int]:
     original = FiniteChecks.verify
 
     def verify(self) -> None:
-        counted.append(len(self._counts))
+        counted.append(len(self._pending))
         original(self)
 
     monkeypatch.setattr(FiniteChecks, "verify", verify)
@@ -107,3 +107,16 @@ def test_deferred_checks_still_name_the_first_bad_tensor() -> None:
     with pytest.raises(NonFiniteError, match=r"^2 NaN/inf value\(s\) in second"):
         checks.verify()
     checks.verify()  # verified checks are forgotten
+
+
+def test_a_finite_tensor_whose_sum_overflows_passes() -> None:
+    """The checks queue sums; a sum can overflow to inf although every value is finite
+    (here 3 × 3e38 in float32), which is then counted element by element: no error."""
+    checks = FiniteChecks()
+    checks.add(torch.full((3,), 3e38), "large")
+    checks.add(torch.tensor([1.0, -float("inf")]), "infinite")
+    checks.add(torch.tensor([float("inf"), -float("inf")]), "cancelling")  # sum is NaN
+    with pytest.raises(NonFiniteError, match=r"^1 NaN/inf value\(s\) in infinite"):
+        checks.verify()
+    checks.add(torch.full((3,), 3e38), "large")
+    checks.verify()

@@ -131,8 +131,9 @@ class SegmentationExplanation:
         return rows
 
 
-def _label_maps(masks: Any, logits: torch.Tensor) -> torch.Tensor:
-    predicted = logits.detach().argmax(dim=1)
+def _label_maps(masks: Any, predicted: torch.Tensor) -> torch.Tensor:
+    """The label maps the class masks come from: ``predicted`` (the logits' argmax) or the
+    user's, checked against its shape."""
     if isinstance(masks, str):
         if masks != "predicted":
             raise ValueError(f"`masks` must be 'predicted' or a label map, got {masks!r}")
@@ -275,8 +276,11 @@ def explain_segmentation(
     )
     names = [layer_name(model, layer) for layer in layer_modules]
 
+    predicted: list[torch.Tensor] = []  # the logits' argmax, taken once (a full pass)
+
     def make_targets(logits: torch.Tensor) -> ClassMaskTargets:
-        labels = _label_maps(masks, logits)
+        predicted.append(logits.detach().argmax(dim=1))
+        labels = _label_maps(masks, predicted[-1])
         class_ids = _class_ids(classes, labels, logits.shape[1])
         if not class_ids:
             raise TargetError("no class to explain: the masks contain no valid class id")
@@ -314,7 +318,7 @@ def explain_segmentation(
             name: _positive_share(maps, class_masks) for name, maps in result.layer_maps.items()
         },
         outputs=result.outputs,
-        predicted=result.outputs.argmax(dim=1),
+        predicted=predicted[-1] if predicted else result.outputs.argmax(dim=1),
         input_size=result.input_size,
         extras={"reduction": reduction, "strategy": strategy, "region": region},
     )

@@ -47,25 +47,32 @@ class FiniteChecks:
 
     Reading a check's answer on the host waits for the device (a CUDA synchronisation);
     one per layer, target and method would stall a GPU's queue many times per batch. Each
-    :meth:`add` only queues a count of non-finite values on the device; :meth:`verify`
-    copies all counts to the host at once and raises for the first failing one, in the
-    order they were added.
+    :meth:`add` only queues the tensor's sum on the device — one pass over it, NaN or inf
+    wherever an element is — and :meth:`verify` copies all sums' finiteness to the host at
+    once. Only a non-finite sum is looked at again: its non-finite elements are counted
+    (none means the sum itself overflowed: no error), and the first failing tensor, in the
+    order they were added, raises.
     """
 
     def __init__(self) -> None:
-        self._counts: list[tuple[torch.Tensor, str]] = []
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, str]] = []
 
     def add(self, tensor: torch.Tensor, what: str) -> None:
         """Queue the check of ``tensor`` (``what`` names it in the error)."""
-        self._counts.append(((~torch.isfinite(tensor.detach())).sum(), what))
+        tensor = tensor.detach()
+        self._pending.append((tensor.sum(), tensor, what))
 
     def verify(self) -> None:
         """Raise :class:`NonFiniteError` for the first queued tensor with NaN/inf."""
-        if not self._counts:
+        if not self._pending:
             return
-        pending, self._counts = self._counts, []
-        counts = torch.stack([count.to(pending[0][0].device) for count, _ in pending]).tolist()
-        for bad, (_, what) in zip(counts, pending, strict=True):
+        pending, self._pending = self._pending, []
+        device = pending[0][0].device
+        sums = torch.stack([total.to(device, torch.float32) for total, _, _ in pending])
+        for finite, (_, tensor, what) in zip(torch.isfinite(sums).tolist(), pending, strict=True):
+            if finite:
+                continue
+            bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 raise NonFiniteError(
                     f"{bad} NaN/inf value(s) in {what}; check the input for NaN/inf and the "
