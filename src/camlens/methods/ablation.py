@@ -23,8 +23,8 @@ first of four ways that works (each checks its first chunk against an unablated 
    DeepLabV3+'s ASPP branches, torchvision's FCN / DeepLabV3 heads). The chains run once on
    the intact output and each copy subtracts what its zeroed channel contributes at the
    chains' ends (:mod:`camlens.methods.linear_suffix`): a convolution of one channel instead
-   of all. The rest runs per copy under ``torch.vmap``; modules that read nothing computed
-   from the layer (the encoder, skip branches) run in an image's first chunk only. Anything
+   of all. The rest runs per copy under ``torch.vmap``; the chains and the modules reading
+   nothing computed from the layer (encoder, skip branches) run in an image's first chunk. Anything
    else reading the layer's output (a module, a functional use in some ``forward``: every
    torch operation of one watched pass is seen) turns it off, and the first chunk also
    re-runs two ablations the *vmap* way: their score drops must agree.

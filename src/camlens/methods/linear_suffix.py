@@ -7,9 +7,9 @@ chain's end: a convolution of one channel instead of ``C_in`` (DeepLabV3+'s ASPP
 1x1 conv + BN; depthwise + pointwise conv + BN; pooling + 1x1 conv + BN). A chain goes on
 while the difference stays cheap (after a dense convolution, element-wise modules only).
 
-Since the layer's output itself is then left intact, every module that reads nothing
-computed from it (and contains no chain) gives the same output for every copy: DeepLabV3+'s
-whole encoder and its skip branch. :meth:`LinearSuffix.memoised` runs them once per image.
+The layer's output is then left intact, so the chains' modules and every module reading
+nothing computed from it (DeepLabV3+'s encoder, its skip branch) give the same output for
+every copy: :meth:`LinearSuffix.memoised` runs them once per image.
 
 Both are found by watching one forward pass at batch 1 (:meth:`LinearSuffix.find`): every
 module call is recorded with its arguments, and every torch operation is seen through a
@@ -247,7 +247,9 @@ class LinearSuffix:
             raise NoShortcut(f"the layer's output is also read by {outside} outside a module")
         probe = Delta(output[:, :1].clone(), torch.zeros(1, dtype=torch.long), output.shape[1])
         chains = [_follow(reader, readers, watch, calls, probe) for reader in first]
-        return cls(chains, _memoisable(model, names, module_calls, chains))
+        # and the chains' own modules (the end's hook subtracts from the replayed output)
+        own = [module for chain in chains for module in chain.modules]
+        return cls(chains, [*_memoisable(model, names, module_calls, chains), *own])
 
     def deltas(self, activation: torch.Tensor, channels: torch.Tensor, offset: int) -> torch.Tensor:
         """``(offset + n, Σ numel)``: per copy, what zeroing ``channels[j]`` of
