@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from camlens.atomic import (
+    NPZ_LEVEL,
     ZIP_DATE_TIME,
     append_line,
     atomic_open,
@@ -231,8 +233,8 @@ def _arrays() -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_save_npz_round_trip_is_exact(tmp_path: Path, compress: bool) -> None:
+@pytest.mark.parametrize("compress", [False, True, "non-float"])
+def test_save_npz_round_trip_is_exact(tmp_path: Path, compress) -> None:
     arrays = _arrays()
     target = tmp_path / "raw.npz"
     save_npz(target, arrays, compress=compress)
@@ -245,8 +247,8 @@ def test_save_npz_round_trip_is_exact(tmp_path: Path, compress: bool) -> None:
     assert names(tmp_path) == ["raw.npz"]
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_save_npz_is_deterministic(tmp_path: Path, compress: bool) -> None:
+@pytest.mark.parametrize("compress", [False, True, "non-float"])
+def test_save_npz_is_deterministic(tmp_path: Path, compress) -> None:
     save_npz(tmp_path / "one.npz", _arrays(), compress=compress)
     save_npz(tmp_path / "two.npz", _arrays(), compress=compress)
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
@@ -254,8 +256,10 @@ def test_save_npz_is_deterministic(tmp_path: Path, compress: bool) -> None:
         infos = archive.infolist()
         assert [i.filename for i in infos] == [f"{n}.npy" for n in _arrays()]
         assert {i.date_time for i in infos} == {ZIP_DATE_TIME}
-        wanted = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        assert {i.compress_type for i in infos} == {wanted}
+        wanted = {True: {zipfile.ZIP_DEFLATED}, False: {zipfile.ZIP_STORED}}.get(
+            compress, {zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED}
+        )
+        assert {i.compress_type for i in infos} == wanted
 
 
 def test_save_npz_compress_is_smaller_and_refuses_objects(tmp_path: Path) -> None:
@@ -343,3 +347,21 @@ def test_a_temporary_name_that_already_exists_is_never_removed(tmp_path, monkeyp
     with pytest.raises(FileExistsError):
         atomic.write_bytes(tmp_path / "out.bin", b"x")
     assert taken.read_bytes() == b"someone else's"
+
+
+def test_save_npz_compresses_what_compresses(tmp_path: Path) -> None:
+    """``"non-float"`` deflates integer and boolean entries only; ``True`` deflates every
+    entry at level NPZ_LEVEL (the level reaches entries written from a ZipInfo)."""
+    arrays = {"mask": np.zeros((64, 64), bool), "map": np.linspace(0, 1, 4096, dtype=np.float32)}
+    save_npz(tmp_path / "mixed.npz", arrays, compress="non-float")
+    save_npz(tmp_path / "all.npz", arrays, compress=True)
+    with zipfile.ZipFile(tmp_path / "mixed.npz") as archive:
+        kinds = {info.filename: info.compress_type for info in archive.infolist()}
+    assert kinds == {"mask.npy": zipfile.ZIP_DEFLATED, "map.npy": zipfile.ZIP_STORED}
+    with zipfile.ZipFile(tmp_path / "all.npz") as archive:
+        raw = archive.read("map.npy")
+        stored = archive.getinfo("map.npy").compress_size
+    expected = zlib.compressobj(NPZ_LEVEL, zlib.DEFLATED, -15)
+    assert stored == len(expected.compress(raw) + expected.flush())
+    with pytest.raises(ValueError, match="compress must be"):
+        save_npz(tmp_path / "bad.npz", arrays, compress="yes")

@@ -95,7 +95,9 @@ class ExplainBatch:
         def write(index: int) -> dict[str, Any]:
             item, image = items[index], images[index]
             raw = f"raw/{item.key}.npz"
-            save_npz(self.out / raw, _segmentation_arrays(result, index, padding), compress=True)
+            save_npz(
+                self.out / raw, _segmentation_arrays(result, index, padding), compress="non-float"
+            )
             report = self._item_report(item)
             section = add_segmentation_image(
                 report,
@@ -145,7 +147,7 @@ class ExplainBatch:
                 save_npz(
                     self.out / raw,
                     _classification_arrays(explanations, index, category, padding),
-                    compress=True,
+                    compress="non-float",
                 )
                 section = add_classification_image(
                     report,
