@@ -183,7 +183,6 @@ class LinearSuffix:
         hooked = {m for m in leaves if m._forward_hooks or m._forward_pre_hooks}
         watch = _Watch()
         readers: dict[int, list[_Reader]] = {}
-        calls: dict[nn.Module, int] = {}
         seen: list[Any] = []
 
         module_calls: dict[nn.Module, _ModuleCall] = {}
@@ -201,7 +200,6 @@ class LinearSuffix:
 
         def leave(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             watch.running.pop()
-            calls[module] = calls.get(module, 0) + 1
             for arg in _tensors(args):
                 if watch.watched.get(id(arg)) is not arg:
                     continue
@@ -246,7 +244,7 @@ class LinearSuffix:
         if outside:
             raise NoShortcut(f"the layer's output is also read by {outside} outside a module")
         probe = Delta(output[:, :1].clone(), torch.zeros(1, dtype=torch.long), output.shape[1])
-        chains = [_follow(reader, readers, watch, calls, probe) for reader in first]
+        chains = [_follow(reader, readers, watch, module_calls, probe) for reader in first]
         # and the chains' own modules (the end's hook subtracts from the replayed output)
         own = [module for chain in chains for module in chain.modules]
         return cls(chains, [*_memoisable(model, names, module_calls, chains), *own])
@@ -389,7 +387,7 @@ def _follow(
     reader: _Reader,
     readers: dict[int, list[_Reader]],
     watch: _Watch,
-    calls: dict[nn.Module, int],
+    calls: dict[nn.Module, _ModuleCall],
     probe: Delta,
 ) -> Chain:
     """The longest cheap linear chain that starts with ``reader`` (at least ``reader``)."""
@@ -399,7 +397,7 @@ def _follow(
     delta: Delta | None = probe
     current = reader
     while True:
-        usable = current.single and current.output is not None and calls[current.module] == 1
+        usable = current.single and current.output is not None and calls[current.module].calls == 1
         after = through(current.module, delta) if usable and delta is not None else None
         if after is None:
             if not modules:
