@@ -49,8 +49,7 @@ import warnings
 from contextlib import nullcontext
 from unittest import mock
 
-import common
-from common import machine_line, time_interleaved
+from common import add_clock_options, machine_line, time_interleaved, use_clock_options
 
 import camlens
 from camlens.compat import AblationCAM
@@ -71,15 +70,11 @@ def main() -> None:
     parser.add_argument("--modes", default="full,vmap,auto")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--estimate", type=int, default=0, help="channels; see above")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--cpu-time", action="store_true", help="CPU time, not wall time")
+    add_clock_options(parser)
     parser.add_argument("--float64", action="store_true", help="also compare with float64")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu_time:
-        common.CLOCK = time.process_time
-    print(machine_line(), "| CPU time" if args.cpu_time else "| wall time")
+    clock = use_clock_options(args)
+    print(machine_line(), "|", clock)
     few, many = (int(c) for c in args.channels.split(","))
     modes = args.modes.split(",")
     for size in [int(s) for s in args.sizes.split(",")]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common
-from common import import_pytorch_grad_cam, machine_line, time_interleaved
+from common import (
+    add_clock_options,
+    import_pytorch_grad_cam,
+    machine_line,
+    time_interleaved,
+    use_clock_options,
+)
 
 import camlens
 from camlens.models import deeplabv3plus_resnet50
@@ -151,13 +155,9 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="hirescam", help=argparse.SUPPRESS)
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--cpu-time", action="store_true", help="CPU time, not wall time")
+    add_clock_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu_time:
-        common.CLOCK = time.process_time
+    clock = use_clock_options(args)
     peer = import_pytorch_grad_cam()
     if args.child:
         model, x, present = _setup(int(args.sizes), args.classes)
@@ -166,7 +166,7 @@ def main() -> None:
         run()
         print(_high_water_kib())
         return
-    print(machine_line(), "| CPU time" if args.cpu_time else "| wall time")
+    print(machine_line(), "|", clock)
     for size in [int(s) for s in args.sizes.split(",")]:
         model, x, present = _setup(size, args.classes)
         for method in args.methods.split(","):

@@ -8,6 +8,7 @@ them alike, and report medians.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -100,6 +101,24 @@ def time_interleaved(
             contenders[name]()
             samples[name].append(CLOCK() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def add_clock_options(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` and ``--cpu-time``: on a shared machine, the process's CPU time at one
+    torch thread leaves out the time spent descheduled (see :func:`use_clock_options`)."""
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--cpu-time", action="store_true", help="CPU time, not wall time")
+
+
+def use_clock_options(args: argparse.Namespace) -> str:
+    """Apply :func:`add_clock_options`' choices (torch threads, :data:`CLOCK`); returns
+    what the figures measure, for the header line."""
+    global CLOCK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        CLOCK = time.process_time
+    return "CPU time" if args.cpu_time else "wall time"
 
 
 def machine_line() -> str:
