@@ -68,6 +68,13 @@ def make_case(name: str, batch: int, size: int, seed: int = 0) -> Case:
     raise ValueError(f"unknown case {name!r}")
 
 
+#: What to do where a script needs pytorch-grad-cam and it is not importable.
+NO_PEER = (
+    "pytorch-grad-cam is not importable here; run bash bench/setup_gradcam_env.sh and "
+    "use bench/.env-gradcam/bin/python"
+)
+
+
 def import_pytorch_grad_cam() -> ModuleType | None:
     """pytorch_grad_cam, or None where it is not installed (see bench/setup_gradcam_env.sh)."""
     try:

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import GRADCAM_CLASSES, Case, import_pytorch_grad_cam, make_case
+from common import GRADCAM_CLASSES, NO_PEER, Case, import_pytorch_grad_cam, make_case
 
 import camlens
 import camlens.methods.factorization
@@ -222,10 +222,7 @@ def _more(reference, cases: list[tuple[str, Case, dict]]) -> int:
 def main() -> int:
     reference = import_pytorch_grad_cam()
     if reference is None:
-        print(
-            "pytorch-grad-cam is not importable here; run bash bench/setup_gradcam_env.sh and "
-            "use bench/.env-gradcam/bin/python"
-        )
+        print(NO_PEER)
         return 2
     failures = 0
     cases = _cases()

@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TQDM_DISABLE", "1")  # upstream's per-chunk progress bars
 
-from common import Case, import_pytorch_grad_cam, machine_line, make_case, time_interleaved
+from common import NO_PEER, Case, import_pytorch_grad_cam, machine_line, make_case, time_interleaved
 
 import camlens
 
@@ -264,10 +264,7 @@ def main() -> int:
     args = parser.parse_args()
     reference = import_pytorch_grad_cam()
     if reference is None:
-        print(
-            "pytorch-grad-cam is not importable here; run bash bench/setup_gradcam_env.sh and "
-            "use bench/.env-gradcam/bin/python"
-        )
+        print(NO_PEER)
         return 2
     print(machine_line(), f"| load average {os.getloadavg()[0]:.2f}")
     rows = _rows(reference, make_case("resnet50", 4, 224), make_case("deeplabv3plus", 4, 256))
