@@ -23,7 +23,7 @@ from camlens.explanation import Explanation
 from camlens.familiar import GradCAMPlusPlus
 from camlens.layers import LayerSpec
 from camlens.methods.registry import Option
-from camlens.methods.smooth import input_noise
+from camlens.methods.smooth import NOISE_LEVEL, NOISE_SEED, input_noise
 from camlens.outputs import as_score_tensor
 from camlens.postprocess import familiar_maps, min_max
 from camlens.reshape import ReshapeTransform
@@ -42,13 +42,7 @@ __all__ = [
 #: The noise tunnel's parameters, declared and checked like a method's options.
 NOISE_TUNNEL_OPTIONS = (
     Option(name="samples", kind=int, default=10, minimum=1, help="noisy copies of the input"),
-    Option(
-        name="noise_level",
-        kind=float,
-        default=0.15,
-        minimum=0,
-        help="noise σ as a share of each image's value range (max − min)",
-    ),
+    NOISE_LEVEL,
     Option(
         name="kind",
         kind=str,
@@ -56,7 +50,7 @@ NOISE_TUNNEL_OPTIONS = (
         choices=("mean", "mean_of_squares", "variance"),
         help="how the noisy raw maps are combined (SmoothGrad, SmoothGrad², VarGrad)",
     ),
-    Option(name="seed", kind=int, default=0, help="seed of the noise generator"),
+    NOISE_SEED,
 )
 
 

@@ -42,7 +42,7 @@ from camlens.methods.perturbation import weighted_maps
 from camlens.methods.registry import Method, Option, RunContext, register
 from camlens.target_sets import TargetSet
 
-__all__ = ["input_noise", "smooth_gradcam_plusplus"]
+__all__ = ["NOISE_LEVEL", "NOISE_SEED", "input_noise", "smooth_gradcam_plusplus"]
 
 
 def input_noise(samples: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -125,6 +125,17 @@ def smooth_gradcam_plusplus(context: RunContext) -> list[torch.Tensor]:
     return maps
 
 
+#: The input-noise options Smooth Grad-CAM++ and the noise tunnel (``camlens.wrappers``) share.
+NOISE_LEVEL = Option(
+    name="noise_level",
+    kind=float,
+    default=0.15,
+    minimum=0,
+    help="noise σ as a share of each image's value range (max − min)",
+)
+NOISE_SEED = Option(name="seed", kind=int, default=0, help="seed of the noise generator")
+
+
 register(
     Method(
         name="smoothgradcam++",
@@ -141,14 +152,8 @@ register(
                 minimum=1,
                 help="noisy copies of the input whose derivatives are averaged",
             ),
-            Option(
-                name="noise_level",
-                kind=float,
-                default=0.15,
-                minimum=0,
-                help="noise σ as a share of each image's value range (max − min)",
-            ),
-            Option(name="seed", kind=int, default=0, help="seed of the noise generator"),
+            NOISE_LEVEL,
+            NOISE_SEED,
         ),
     )
 )
