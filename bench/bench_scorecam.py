@@ -59,11 +59,10 @@ from camlens.methods.perturbation import (
     chunk_size,
     probe_footprint,
     reruns,
-    select_channels,
     weighted_maps,
 )
 from camlens.methods.registry import RunContext
-from camlens.methods.score import Perturb, channel_masks
+from camlens.methods.score import Perturb, channel_masks, selected_channels
 
 
 def masked_score_maps_before(
@@ -80,15 +79,7 @@ def masked_score_maps_before(
     top_k = options["top_k"]
     inputs = context.inputs
     batch, size = inputs.shape[0], tuple(inputs.shape[2:])
-    selections = []
-    for activations in context.activations:
-        channels = activations.shape[1]
-        count = channels if top_k is None else min(top_k, channels)
-        selections.append(
-            select_channels(activations, count)
-            if count < channels
-            else torch.arange(channels, device=activations.device).expand(batch, channels)
-        )
+    selections = [selected_channels(activations, top_k) for activations in context.activations]
     item = 0
     if options["batch_size"] is None:
         footprint = probe_footprint(context.model, inputs[:1])

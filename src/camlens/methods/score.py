@@ -86,6 +86,7 @@ __all__ = [
     "masked_inputs",
     "masked_layout",
     "masked_score_maps",
+    "selected_channels",
     "scorecam",
 ]
 
@@ -203,6 +204,16 @@ class _MaskedForwards:
 Perturb = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def selected_channels(activations: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """``(B, n)``: the channels of ``(B, C, ...)`` activations that are re-run — the
+    ``top_k`` strongest (mean absolute activation), or all ``C`` in order."""
+    batch, channels = activations.shape[:2]
+    count = channels if top_k is None else min(top_k, channels)
+    if count < channels:
+        return select_channels(activations, count)
+    return torch.arange(channels, device=activations.device).expand(batch, channels)
+
+
 def masked_score_maps(
     context: RunContext,
     *,
@@ -228,15 +239,7 @@ def masked_score_maps(
     top_k = options["top_k"]
     inputs = context.inputs
     batch, size = inputs.shape[0], tuple(inputs.shape[2:])
-    selections = []
-    for activations in context.activations:
-        channels = activations.shape[1]
-        count = channels if top_k is None else min(top_k, channels)
-        selections.append(
-            select_channels(activations, count)
-            if count < channels
-            else torch.arange(channels, device=activations.device).expand(batch, channels)
-        )
+    selections = [selected_channels(activations, top_k) for activations in context.activations]
     # per layer and image: the channels that are re-run, and each selected channel's group
     groups = [
         [distinct_maps(activations[image, selected[image]]) for image in range(batch)]
