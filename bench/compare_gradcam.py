@@ -94,45 +94,25 @@ def _wrappers(reference, label: str, case: Case) -> int:
     """RefineCAM (Grad-CAM++ base, two layers) and SESS (Grad-CAM base, three scales) rows."""
     model = case.model
     earlier = model.layer2 if case.name == "tiny" else model.layer3[-1]
+    strided = {"num_scales": 2, "pre_filter_ratio": 0.5, "pool": "max",
+               "step_size": case.inputs.shape[-1] // 2}  # fmt: skip
+    # (name, the explainer built from a library: pytorch_grad_cam or camlens)
     rows = [
-        (
-            "RefineCAM (2 layers)",
-            lambda: reference.RefineCAM(model, [earlier, case.layer]),
-            lambda: camlens.RefineCAM(model, [earlier, case.layer]),
-        ),
-        (
-            "SESS (3 scales)",
-            lambda: reference.SESS(model, [case.layer], num_scales=3),
-            lambda: camlens.SESS(model, [case.layer], num_scales=3),
-        ),
+        ("RefineCAM (2 layers)", lambda lib: lib.RefineCAM(model, [earlier, case.layer])),
+        ("SESS (3 scales)", lambda lib: lib.SESS(model, [case.layer], num_scales=3)),
         (
             "SESS (2 scales, stride ½, pre-filter 0.5, max)",
-            lambda: reference.SESS(
-                model,
-                [case.layer],
-                num_scales=2,
-                pre_filter_ratio=0.5,
-                pool="max",
-                step_size=case.inputs.shape[-1] // 2,
-            ),
-            lambda: camlens.SESS(
-                model,
-                [case.layer],
-                num_scales=2,
-                pre_filter_ratio=0.5,
-                pool="max",
-                step_size=case.inputs.shape[-1] // 2,
-            ),
+            lambda lib: lib.SESS(model, [case.layer], **strided),
         ),
     ]
     failures = 0
-    for name, upstream, ours in rows:
+    for name, build in rows:
         # SESS explains each image's top class: ResNet-50's random class 281 gives all-zero
         # Grad-CAM maps, which would compare nothing
         targets = None if name.startswith("SESS") else case.targets
-        theirs = upstream()(case.inputs, targets)
+        theirs = build(reference)(case.inputs, targets)
         model.zero_grad(set_to_none=True)
-        mine = ours()(case.inputs, targets)
+        mine = build(camlens)(case.inputs, targets)
         diff = float(np.abs(mine - theirs).max())
         name += "" if mine.any() else " (all-zero maps)"
         ok = diff <= TOLERANCE
