@@ -332,9 +332,7 @@ class Rerun:
         the next chunk."""
         self.done += count
         self.bar.update(count)
-        if self.estimated or self.done >= self.total:
-            return
-        if not steady:
+        if self.estimated or not steady or self.done >= self.total:
             return
         self.estimated = True
         elapsed = time.perf_counter() - self.started

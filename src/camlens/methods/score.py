@@ -86,8 +86,8 @@ __all__ = [
     "masked_inputs",
     "masked_layout",
     "masked_score_maps",
-    "selected_channels",
     "scorecam",
+    "selected_channels",
 ]
 
 logger = logging.getLogger(__name__)
